@@ -1,0 +1,232 @@
+"""
+The filesystem backend: distribution files in a folder.
+
+Files may be in per-project subfolders (as ppypi writes them) or anywhere
+else below the folder (dropped in by hand, flat or nested, as pypiserver
+keeps them). Each file is hashed once: its sha256 and Requires-Python are
+persisted under the state folder, keyed by path and checked by size and
+mtime, so a restart re-reads nothing that did not change.
+"""
+
+import errno
+import hashlib
+import json
+import os
+
+from twisted.logger import Logger
+
+from ..index import DistFile
+from ..names import InvalidFilename, parse_filename
+from ..metadata import requires_python
+from . import BackendError, FileMissing
+
+CACHE_VERSION = 1
+_HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_HASH_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_atomically(path, data):
+    """Write bytes to C{path} so that readers see the old or the new file, whole."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dirfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+class ScanResult:
+    """What one scan found, and what it cost."""
+
+    def __init__(self, files, hashed, skipped, warnings, cache_changed):
+        self.files = files
+        self.hashed = hashed
+        self.skipped = skipped
+        self.warnings = warnings
+        self.cache_changed = cache_changed
+
+
+def scan_folder(folder, cache, exclude=(), warned=frozenset()):
+    """
+    List the distribution files below C{folder}.
+
+    Blocking: run it in a thread.
+
+    @param cache: {relpath: [size, mtime_ns, sha256, requires_python]} from
+        earlier scans; only files whose size or mtime differ are read.
+    @param exclude: absolute folders not to descend into (other repositories).
+    @param warned: relpaths already warned about (each is warned about once).
+    @return: (L{ScanResult}, new cache)
+    """
+    files = {}
+    new_cache = {}
+    hashed = 0
+    skipped = []
+    warnings = []
+    exclude = {os.path.normpath(e) for e in exclude}
+    if not os.path.isdir(folder):
+        raise BackendError(f"repository folder {folder} does not exist")
+    stack = [(folder, "")]
+    while stack:
+        path, rel = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError as e:
+            if path == folder:
+                raise BackendError(f"cannot list {folder}: {e.strerror}") from None
+            warnings.append((rel, f"cannot list folder: {e.strerror}"))
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue  # state folder, temporary uploads, editors' files
+            relpath = f"{rel}{name}"
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.path not in exclude:
+                        stack.append((entry.path, relpath + "/"))
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # symlinks, sockets: never followed out of the folder
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished while we looked
+            try:
+                dist = parse_filename(name)
+            except InvalidFilename as e:
+                skipped.append(relpath)
+                if relpath not in warned:
+                    warnings.append((relpath, f"skipped, not a distribution: {e}"))
+                continue
+            key = [st.st_size, st.st_mtime_ns]
+            entry_cache = cache.get(relpath)
+            if entry_cache is not None and entry_cache[:2] == key:
+                sha256, rp = entry_cache[2], entry_cache[3]
+            else:
+                try:
+                    sha256 = sha256_file(entry.path)
+                    rp = requires_python(entry.path, dist.kind, name)
+                except OSError:
+                    continue
+                hashed += 1
+            new_cache[relpath] = key + [sha256, rp]
+            if name in files:
+                if relpath not in warned:
+                    warnings.append((relpath, f"skipped, {name} is also at {files[name].location}"))
+                continue
+            files[name] = DistFile(
+                name, dist.project, dist.version, dist.kind, sha256, st.st_size,
+                st.st_mtime_ns / 1e9, rp, relpath)
+    changed = new_cache != cache
+    return ScanResult(list(files.values()), hashed, skipped, warnings, changed), new_cache
+
+
+class FilesystemBackend:
+    """
+    Distribution files in a folder, with file IO in a thread pool.
+
+    @param run_in_thread: C{f(callable, *args) -> Deferred}, the thread runner.
+    """
+
+    log = Logger()
+
+    def __init__(self, name, folder, state_dir, run_in_thread, exclude=()):
+        self.name = name
+        self.folder = os.path.abspath(folder)
+        self.state_dir = state_dir
+        self.exclude = tuple(exclude)
+        self._run = run_in_thread
+        self._cache_path = os.path.join(state_dir, "files.json")
+        self._cache = None
+        self._warned = set()
+        self.hashed_total = 0
+
+    def describe(self):
+        return f"folder {self.folder}"
+
+    def _load_cache(self):
+        try:
+            with open(self._cache_path, "rb") as f:
+                data = json.load(f)
+            if data.get("version") != CACHE_VERSION or data.get("folder") != self.folder:
+                return {}, "made by another version or for another folder"
+            files = data["files"]
+            if not isinstance(files, dict):
+                raise ValueError("files is not a mapping")
+            return files, None
+        except FileNotFoundError:
+            return {}, None
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+            return {}, f"unreadable ({e})"
+
+    def _scan(self):
+        problem = None
+        if self._cache is None:
+            self._cache, problem = self._load_cache()
+        result, new_cache = scan_folder(self.folder, self._cache, self.exclude, self._warned)
+        if result.cache_changed:
+            os.makedirs(self.state_dir, exist_ok=True)
+            data = {"version": CACHE_VERSION, "folder": self.folder, "files": new_cache}
+            write_atomically(self._cache_path, json.dumps(data, separators=(",", ":")).encode())
+        self._cache = new_cache
+        return result, problem
+
+    async def list_files(self):
+        """Scan the folder; return a L{ScanResult}."""
+        try:
+            result, cache_problem = await self._run(self._scan)
+        except BackendError:
+            raise
+        except OSError as e:
+            raise BackendError(f"{self.folder}: {e.strerror or e}") from e
+        if cache_problem:
+            self.log.warn("repository {repo}: index cache {path} {problem}; rebuilt it",
+                          repo=self.name, path=self._cache_path, problem=cache_problem)
+        for relpath, problem in result.warnings:
+            self._warned.add(relpath)
+            self.log.warn("repository {repo}: {relpath}: {problem}",
+                          repo=self.name, relpath=relpath, problem=problem)
+        self.hashed_total += result.hashed
+        return result
+
+    def _open(self, dist):
+        path = os.path.join(self.folder, dist.location)
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            raise FileMissing(dist.filename) from None
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EISDIR):
+                raise FileMissing(dist.filename) from None
+            raise BackendError(f"cannot open {dist.location}: {e.strerror}") from None
+        if os.fstat(f.fileno()).st_size != dist.size:
+            # Replaced by hand since the last sync: the index's hash is stale.
+            f.close()
+            raise FileMissing(dist.filename)
+        return f
+
+    async def open(self, dist):
+        """Open a file of the index for reading (in the thread pool)."""
+        return await self._run(self._open, dist)

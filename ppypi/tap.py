@@ -1,0 +1,211 @@
+"""
+The daemon's wiring: C{twistd ppypi} options and the service they make.
+"""
+
+import os
+import sys
+
+from twisted.application import strports
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
+from twisted.web import server
+
+from .backends.filesystem import FilesystemBackend
+from .config import ConfigError, load_admin_secret, load_config
+from .repository import Repository
+from .web.app import RepositoryApp, Root
+
+log = Logger()
+
+# Idle HTTP connections are closed after this many seconds (Twisted's
+# default, 12 hours, lets idle clients pile up).
+HTTP_IDLE_TIMEOUT = 60
+
+
+def _positive(name, value, kind=float):
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise usage.UsageError(f"--{name} must be a number, not {value!r}") from None
+    if number < 0:
+        raise usage.UsageError(f"--{name} must not be negative")
+    return number
+
+
+class Options(usage.Options):
+    """C{twistd ppypi} options; see SPEC.md."""
+
+    synopsis = "--root ROOT [options]"
+
+    optParameters = [
+        ["root", None, None, "data folder: state, index, and the default repository's files"],
+        ["config", None, None, "repositories, users, permissions (YAML, or private-pypi TOML)"],
+        ["admin-secret", None, None, "the server's own backend credentials, per repository"],
+        ["auth-read-expires", None, "3600", "seconds a successful read authentication is cached"],
+        ["auth-write-expires", None, "300", "seconds a successful write authentication is cached"],
+        ["extra-index-url", None, "https://pypi.org/simple/",
+         'where unknown projects are redirected; "" turns it off'],
+        ["host", None, "0.0.0.0", "interface to listen on (unless --listen)"],
+        ["port", None, "8888", "port to listen on (unless --listen)"],
+    ]
+    optFlags = [
+        ["config-or-admin-secret-can-be-text", None,
+         "--config/--admin-secret hold the content, not a path"],
+        ["debug", None, "verbose logging (never credentials)"],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint):
+        """Twisted endpoint string to listen on (repeatable; replaces --host/--port)."""
+        self["listen"].append(endpoint)
+
+    def parseOptions(self, options=None):
+        if options is None:
+            options = sys.argv[1:]
+        # private-pypi spelled its options with underscores.
+        fixed = []
+        for arg in options:
+            if arg.startswith("--") and "_" in arg.split("=", 1)[0]:
+                name, eq, value = arg.partition("=")
+                arg = name.replace("_", "-") + eq + value
+            fixed.append(arg)
+        super().parseOptions(fixed)
+
+    def postOptions(self):
+        if not self["root"]:
+            raise usage.UsageError("--root is required")
+        self["auth-read-expires"] = _positive("auth-read-expires", self["auth-read-expires"])
+        self["auth-write-expires"] = _positive("auth-write-expires", self["auth-write-expires"])
+        port = _positive("port", self["port"], int)
+        if port > 65535:
+            raise usage.UsageError("--port must be at most 65535")
+        self["port"] = port
+        url = self["extra-index-url"]
+        if url:
+            if not url.startswith(("http://", "https://")):
+                raise usage.UsageError(f"--extra-index-url must be an http(s) URL, not {url!r}")
+            if not url.endswith("/"):
+                url += "/"
+        self["extra-index-url"] = url or None
+        if not self["listen"]:
+            host = self["host"].replace(":", "\\:")
+            self["listen"] = [f"tcp:{port}:interface={host}"]
+        for endpoint in self["listen"]:
+            _check_endpoint(endpoint)
+
+
+def _check_endpoint(description):
+    from twisted.internet import endpoints, reactor
+
+    try:
+        endpoints.serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError) as e:
+        raise usage.UsageError(f"--listen {description!r}: {e}") from None
+
+
+class ThreadPoolService(Service):
+    """Runs a thread pool for as long as the daemon runs."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def startService(self):
+        super().startService()
+        self.pool.start()
+
+    def stopService(self):
+        super().stopService()
+        self.pool.stop()
+
+
+def load(options):
+    """
+    Load the configuration named by the options.
+
+    @raise ConfigError: on any mistake.
+    """
+    root = os.path.abspath(options["root"])
+    is_text = options["config-or-admin-secret-can-be-text"]
+    config = load_config(options["config"], root, is_text)
+    load_admin_secret(options["admin-secret"], config, is_text)
+    return config
+
+
+def build(options, config, reactor, run_in_thread):
+    """
+    The daemon's parts, wired: (repositories, site, periodic sync services).
+    """
+    root = os.path.abspath(options["root"])
+    state_root = os.path.join(root, ".ppypi")
+    repositories = []
+    for rc in config.repositories:
+        state_dir = os.path.join(state_root, "repositories", rc.name)
+        if rc.type != "filesystem":
+            raise ConfigError(options["config"] or "--config", f"repositories.{rc.name}.type",
+                              f"the {rc.type} backend is not available in this version")
+        others = [o.path for o in config.repositories
+                  if o is not rc and o.type == "filesystem"]
+        backend = FilesystemBackend(rc.name, rc.path, state_dir, run_in_thread, exclude=others)
+        repositories.append(Repository(rc, backend, state_dir, run_in_thread, reactor))
+
+    apps = {
+        r.name: RepositoryApp(r, run_in_thread, options["extra-index-url"],
+                              config.is_reserved)
+        for r in repositories
+    }
+    site = server.Site(Root(apps, repositories), timeout=HTTP_IDLE_TIMEOUT)
+    site.displayTracebacks = False
+
+    timers = []
+    for r in repositories:
+        timer = TimerService(r.config.sync_interval,
+                             lambda r=r: Deferred.fromCoroutine(r.sync()))
+        timer.clock = reactor
+        timers.append(timer)
+    return repositories, site, timers
+
+
+def makeService(options):
+    from twisted.internet import reactor
+
+    try:
+        config = load(options)
+        os.makedirs(os.path.join(os.path.abspath(options["root"]), ".ppypi"), exist_ok=True)
+        for rc in config.repositories:
+            if rc.type == "filesystem":
+                os.makedirs(rc.path, exist_ok=True)
+    except ConfigError as e:
+        sys.stderr.write(f"ppypi: {e}\n")
+        raise SystemExit(2)
+    except OSError as e:
+        sys.stderr.write(f"ppypi: {e.filename}: {e.strerror}\n")
+        raise SystemExit(2)
+
+    pool = ThreadPool(minthreads=1, maxthreads=8, name="ppypi-io")
+
+    def run_in_thread(f, *args, **kwargs):
+        return deferToThreadPool(reactor, pool, f, *args, **kwargs)
+
+    try:
+        repositories, site, timers = build(options, config, reactor, run_in_thread)
+    except ConfigError as e:
+        sys.stderr.write(f"ppypi: {e}\n")
+        raise SystemExit(2)
+
+    service = MultiService()
+    ThreadPoolService(pool).setServiceParent(service)
+    for timer in timers:
+        timer.setServiceParent(service)
+    for endpoint in options["listen"]:
+        strports.service(endpoint, site).setServiceParent(service)
+    log.info("ppypi serving {repos} from {root}",
+             repos=", ".join(r.name for r in repositories), root=options["root"])
+    return service
