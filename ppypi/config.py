@@ -297,7 +297,8 @@ def _yaml_config(data, source, root, config_dir):
         c.fail("reserved", f"must be a list of name patterns, not {_kind(reserved)}")
     for i, pattern in enumerate(reserved):
         c.string(pattern, f"reserved[{i}]")
-    reserved = [p.lower() for p in reserved]
+    # Patterns match normalised names, so normalise them the same way.
+    reserved = [re.sub(r"[-_.]+", "-", p).lower() for p in reserved]
 
     config = Config(repositories, users, htpasswd, reserved)
     _check_repositories(c, config, users)
@@ -308,7 +309,7 @@ def _common_repo_settings(c, spec, key, rtype):
     allow_github = rtype == "github"
     return dict(
         read=c.access(spec.get("read", ANYONE), f"{key}.read", allow_github),
-        write=c.access(spec.get("write", ()) or (), f"{key}.write", allow_github),
+        write=c.access(spec.get("write", []), f"{key}.write", allow_github),
         sync_interval=float(c.number(spec.get("sync_interval", DEFAULT_SYNC_INTERVAL),
                                      f"{key}.sync_interval", minimum=0.1)),
         max_file_bytes=c.number(spec.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES),

@@ -63,8 +63,8 @@ def parse_range(header, size):
     else:
         start = int(first)
         end = int(last) if last else size - 1
-        if end < start:
-            return None
+        if last and end < start:
+            return None  # invalid: ignored
         if start >= size:
             raise RangeNotSatisfiable()
         end = min(end, size - 1)
