@@ -105,10 +105,31 @@ class Options(usage.Options):
 def _check_endpoint(description):
     from twisted.internet import endpoints, reactor
 
+    if description.startswith("systemd:") and "LISTEN_FDS" not in os.environ:
+        # Outside systemd there are no sockets to look up; check the syntax
+        # only, and let systemd's own start-up find the descriptor.
+        _check_systemd_endpoint(description)
+        return
     try:
         endpoints.serverFromString(reactor, description)
-    except (ValueError, TypeError, KeyError) as e:
-        raise usage.UsageError(f"--listen {description!r}: {e}") from None
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise usage.UsageError(f"--listen {description!r}: {e or type(e).__name__}") from None
+
+
+def _check_systemd_endpoint(description):
+    fields = dict(part.partition("=")[::2] for part in description.split(":")[1:])
+    problems = []
+    if fields.get("domain") not in ("INET", "INET6", "UNIX"):
+        problems.append("domain must be INET, INET6 or UNIX")
+    if "index" in fields:
+        if not fields["index"].isdigit():
+            problems.append("index must be a whole number")
+    elif "name" not in fields:
+        problems.append("needs index= or name=")
+    if set(fields) - {"domain", "index", "name"}:
+        problems.append("unknown parameters " + ", ".join(sorted(set(fields) - {"domain", "index", "name"})))
+    if problems:
+        raise usage.UsageError(f"--listen {description!r}: " + "; ".join(problems))
 
 
 class ThreadPoolService(Service):

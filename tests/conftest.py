@@ -75,7 +75,8 @@ class Daemon:
     def start(self, wait_ready=True):
         os.makedirs(self.root, exist_ok=True)
         self.logfile = open(self.log_path, "ab")
-        cmd = [sys.executable, "-m", "twisted", "-n", "--pidfile=", "ppypi",
+        self._log_start = self.logfile.tell()  # a restart appends to the same log
+        cmd = [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "ppypi",
                "--root", self.root, "--listen", "tcp:0:interface=127.0.0.1", *self.args]
         env = dict(os.environ if self.env is None else self.env)
         self.proc = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT, env=env)
@@ -90,8 +91,10 @@ class Daemon:
         return re.search(r"Site starting on (\d+)", self.log())
 
     def log(self):
-        with open(self.log_path, "r", errors="replace") as f:
-            return f.read()
+        """What this run of the daemon logged."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode("utf-8", "replace")
 
     def health(self):
         try:
