@@ -6,6 +6,7 @@ and the problem, so that start-up stops with one line a person can act on.
 """
 
 import fnmatch
+import math
 import os
 import re
 import sys
@@ -201,6 +202,8 @@ class _Checker:
             self.fail(key, f"must be a number, not {_kind(value)}")
         if integer and not isinstance(value, int):
             self.fail(key, "must be a whole number")
+        if not math.isfinite(value):
+            self.fail(key, "must be a finite number")
         if minimum is not None and value < minimum:
             self.fail(key, f"must be at least {minimum}")
         return value
@@ -256,13 +259,13 @@ def _yaml_config(data, source, root, config_dir):
     repositories = []
     for name, spec in repos.items():
         key = f"repositories.{name}"
-        if not isinstance(name, str) or not _REPOSITORY_NAME.match(name):
+        if not isinstance(name, str) or not _REPOSITORY_NAME.fullmatch(name):
             c.fail(key, "repository names are [a-z0-9][a-z0-9-]*")
         if name in RESERVED_REPOSITORY_NAMES:
             c.fail(key, f"{name!r} is a URL of the server; choose another name")
         c.mapping(spec, key)
         rtype = spec.get("type", "filesystem")
-        if rtype not in _YAML_REPO_KEYS:
+        if not isinstance(rtype, str) or rtype not in _YAML_REPO_KEYS:
             c.fail(f"{key}.type", f"must be filesystem or github, not {rtype!r}")
         c.unknown(spec, _YAML_REPO_KEYS[rtype], key)
         kwargs = _common_repo_settings(c, spec, key, rtype)
@@ -276,14 +279,14 @@ def _yaml_config(data, source, root, config_dir):
     users = {}
     for user, spec in c.mapping(data.get("users", {}) or {}, "users").items():
         key = f"users.{user}"
-        if not isinstance(user, str) or not _USER_NAME.match(user):
+        if not isinstance(user, str) or not _USER_NAME.fullmatch(user):
             c.fail(key, "user names are 1-100 characters, no spaces or colons")
         c.mapping(spec, key)
         c.unknown(spec, {"password"}, key)
         if "password" not in spec:
             c.fail(f"{key}.password", "is required (a bcrypt hash: ppypi passwd USER)")
         pw = c.string(spec["password"], f"{key}.password")
-        if not _BCRYPT.match(pw):
+        if not _BCRYPT.fullmatch(pw):
             c.fail(f"{key}.password", "must be a bcrypt hash ($2b$...), never plain text; "
                                       "make one with: ppypi passwd USER")
         users[user] = pw
@@ -374,14 +377,14 @@ def _toml_config(data, source, root):
     repositories = []
     for name, spec in data.items():
         key = name
-        if not _LEGACY_REPOSITORY_NAME.match(name):
+        if not _LEGACY_REPOSITORY_NAME.fullmatch(name):
             c.fail(key, "repository names are letters, digits, '.', '_' and '-'")
         if name.lower() in RESERVED_REPOSITORY_NAMES:
             c.fail(key, f"{name!r} is a URL of the server; choose another name")
         c.mapping(spec, key)
         if "type" not in spec:
             c.fail(f"{key}.type", "is required (file_system or github)")
-        rtype = _TOML_TYPES.get(spec["type"])
+        rtype = _TOML_TYPES.get(spec["type"]) if isinstance(spec["type"], str) else None
         if rtype is None:
             c.fail(f"{key}.type", f"must be file_system or github, not {spec['type']!r}")
         c.unknown(spec, _TOML_KEYS[rtype], key)
@@ -459,7 +462,8 @@ def load_admin_secret(value, config, is_text=False, environ=os.environ):
             c.fail(name, "no such repository in the configuration")
         c.mapping(spec, name)
         c.unknown(spec, {"raw", "env", "type"}, name)
-        if "type" in spec and _TOML_TYPES.get(spec["type"], spec["type"]) != names[name].type:
+        if "type" in spec and (not isinstance(spec["type"], str) or
+                               _TOML_TYPES.get(spec["type"], spec["type"]) != names[name].type):
             c.fail(f"{name}.type", f"says {spec['type']!r} but the repository is {names[name].type}")
         if ("raw" in spec) == ("env" in spec):
             c.fail(name, "needs exactly one of raw or env")

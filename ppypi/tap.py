@@ -2,6 +2,7 @@
 The daemon's wiring: C{twistd ppypi} options and the service they make.
 """
 
+import math
 import os
 import sys
 
@@ -32,8 +33,8 @@ def _positive(name, value, kind=float):
         number = kind(value)
     except (TypeError, ValueError):
         raise usage.UsageError(f"--{name} must be a number, not {value!r}") from None
-    if number < 0:
-        raise usage.UsageError(f"--{name} must not be negative")
+    if not math.isfinite(number) or number < 0:
+        raise usage.UsageError(f"--{name} must be a finite number, not negative")
     return number
 
 
@@ -111,9 +112,12 @@ def _check_endpoint(description):
         _check_systemd_endpoint(description)
         return
     try:
-        endpoints.serverFromString(reactor, description)
-    except (ValueError, TypeError, KeyError, IndexError) as e:
+        endpoint = endpoints.serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
         raise usage.UsageError(f"--listen {description!r}: {e or type(e).__name__}") from None
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise usage.UsageError(f"--listen {description!r}: port must be 0-65535")
 
 
 def _check_systemd_endpoint(description):

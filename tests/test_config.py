@@ -203,9 +203,6 @@ def test_not_utf8(tmp_path):
 
 
 # A list where a word belongs must be a ConfigError, not a crash.
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="config.py:264-265 and :383 look `type` up in a dict; a list "
-                          "value raises TypeError (unhashable) instead of ConfigError")
 @pytest.mark.parametrize("text, name, key", [
     (repo("type: [filesystem]"), "ppypi.yaml", "repositories.default.type"),
     ('[local]\ntype = ["file_system"]\n', "ppypi.toml", "local.type"),
@@ -215,17 +212,11 @@ def test_type_that_is_a_list(tmp_path, text, name, key):
     assert e.key == key
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="config.py:461 looks the admin secret's `type` up in a dict; a "
-                          "list value raises TypeError instead of ConfigError")
 def test_admin_secret_type_that_is_a_list(tmp_path):
     e = secret_error(tmp_path, "acme: {type: [github], raw: x}\n")
     assert e.key == "acme.type"
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="config.py:199-205 Checker.number: `nan < minimum` is False, so "
-                          "`sync_interval: .nan` is accepted as an interval")
 def test_sync_interval_nan(tmp_path):
     e = config_error(tmp_path, repo("sync_interval: .nan"))
     assert e.key == "repositories.default.sync_interval"
