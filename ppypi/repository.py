@@ -6,10 +6,15 @@ import json
 import os
 import time
 
+from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from .backends.filesystem import write_atomically
 from .index import RepositoryIndex
+
+
+class FileConflict(Exception):
+    """A file of that name exists with other content."""
 
 
 class Repository:
@@ -36,6 +41,8 @@ class Repository:
         self.last_error = None
         self.last_sync = None
         self.syncs = 0
+        self._locks = {}            # filename -> DeferredLock
+        self._changes = None        # {filename: DistFile or None} while a scan runs
 
     def _load_held(self):
         try:
@@ -65,8 +72,19 @@ class Repository:
                 self.index.held |= held
                 self._held_saved = frozenset(held)
             started = self._clock.seconds()
-            result = await self.backend.list_files()
-            added, removed = self.index.replace(result.files)
+            self._changes = {}
+            try:
+                result = await self.backend.list_files()
+            finally:
+                changes, self._changes = self._changes, None
+            # Uploads and removals made while the scan ran win over what it saw.
+            files = {f.filename: f for f in result.files}
+            for filename, dist in changes.items():
+                if dist is None:
+                    files.pop(filename, None)
+                else:
+                    files[filename] = dist
+            added, removed = self.index.replace(files.values())
             if self.index.held != self._held_saved:
                 names = frozenset(self.index.held)
                 await self._run(self._save_held, names)
@@ -89,6 +107,75 @@ class Repository:
                 added=added, removed=removed, hashed=result.hashed,
                 seconds=self._clock.seconds() - started)
         return True
+
+    def _record(self, filename, dist):
+        if self._changes is not None:
+            self._changes[filename] = dist
+
+    async def _locked(self, filename):
+        lock = self._locks.get(filename)
+        if lock is None:
+            lock = self._locks[filename] = DeferredLock()
+        await lock.acquire()
+        return lock
+
+    def _unlock(self, filename, lock):
+        lock.release()
+        if not lock.locked and not lock.waiting:
+            self._locks.pop(filename, None)
+
+    async def publish(self, upload, checked):
+        """
+        Store and index an upload that passed its checks.
+
+        @return: "stored", or "same" when the file exists with this content.
+        @raise FileConflict: the file exists with other content.
+        """
+        filename = checked.dist.filename
+        lock = await self._locked(filename)
+        try:
+            existing = self.index.file(filename)
+            if existing is not None and existing.sha256 == upload.sha256:
+                return "same"
+            overwrite = existing is not None and self.config.allow_overwrite
+            if existing is not None and not overwrite:
+                raise FileConflict(filename)
+            status, dist = await self.backend.store(upload, checked, overwrite=overwrite)
+            if status == "conflict":
+                raise FileConflict(filename)
+            if overwrite and existing.location != dist.location:
+                await self.backend.delete(existing)  # the old copy, elsewhere
+            self.index.add(dist)
+            self._record(filename, dist)
+            if status == "stored":
+                self.log.info("repository {repo}: stored {filename} ({size} bytes)",
+                              repo=self.name, filename=filename, size=dist.size)
+            return status
+        finally:
+            self._unlock(filename, lock)
+
+    async def remove_release(self, project, version):
+        """
+        Delete every file of one release; return the filenames deleted.
+        """
+        removed = []
+        for dist in list(self.index.project_files(project)):
+            if dist.version != version:
+                continue
+            lock = await self._locked(dist.filename)
+            try:
+                if self.index.file(dist.filename) is not dist:
+                    continue
+                await self.backend.delete(dist)
+                self.index.remove(dist.filename)
+                self._record(dist.filename, None)
+                removed.append(dist.filename)
+            finally:
+                self._unlock(dist.filename, lock)
+        if removed:
+            self.log.info("repository {repo}: removed {files}", repo=self.name,
+                          files=", ".join(removed))
+        return removed
 
     def status(self):
         return {

@@ -16,16 +16,19 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 from twisted.web import server
 
+from .auth import Authenticator, load_or_create_token
 from .backends.filesystem import FilesystemBackend
 from .config import ConfigError, load_admin_secret, load_config
 from .repository import Repository
-from .web.app import RepositoryApp, Root
+from .web.app import IndexSite, RepositoryApp, Root
 
 log = Logger()
 
 # Idle HTTP connections are closed after this many seconds (Twisted's
 # default, 12 hours, lets idle clients pile up).
 HTTP_IDLE_TIMEOUT = 60
+# How often expired authentications are dropped and htpasswd is re-read.
+AUTH_MAINTENANCE_INTERVAL = 60
 
 
 def _positive(name, value, kind=float):
@@ -164,9 +167,11 @@ def load(options):
     return config
 
 
-def build(options, config, reactor, run_in_thread):
+def build(options, config, reactor, run_in_thread, token=None):
     """
-    The daemon's parts, wired: (repositories, site, periodic sync services).
+    The daemon's parts, wired: (repositories, site, periodic services).
+
+    Blocking (start-up only): it prepares the folders.
     """
     root = os.path.abspath(options["root"])
     state_root = os.path.join(root, ".ppypi")
@@ -179,34 +184,52 @@ def build(options, config, reactor, run_in_thread):
         others = [o.path for o in config.repositories
                   if o is not rc and o.type == "filesystem"]
         backend = FilesystemBackend(rc.name, rc.path, state_dir, run_in_thread, exclude=others)
+        stray = backend.prepare()
+        if stray:
+            log.warn("repository {repo}: removed {count} unfinished uploads left by a crash",
+                     repo=rc.name, count=stray)
         repositories.append(Repository(rc, backend, state_dir, run_in_thread, reactor))
 
+    authenticator = Authenticator(
+        config, run_in_thread, reactor,
+        read_expires=options.get("auth-read-expires", 3600),
+        write_expires=options.get("auth-write-expires", 300), token=token)
     apps = {
-        r.name: RepositoryApp(r, run_in_thread, options["extra-index-url"],
+        r.name: RepositoryApp(r, authenticator, run_in_thread, options["extra-index-url"],
                               config.is_reserved)
         for r in repositories
     }
-    site = server.Site(Root(apps, repositories), timeout=HTTP_IDLE_TIMEOUT)
+    spool_dir = os.path.join(state_root, "tmp")
+    os.makedirs(spool_dir, exist_ok=True)
+    site = IndexSite(Root(apps, repositories), spool_dir,
+                     {r.name: r.config.max_file_bytes for r in repositories},
+                     timeout=HTTP_IDLE_TIMEOUT)
     site.displayTracebacks = False
 
     timers = []
     for r in repositories:
-        timer = TimerService(r.config.sync_interval,
-                             lambda r=r: Deferred.fromCoroutine(r.sync()))
+        timers.append(TimerService(r.config.sync_interval,
+                                   lambda r=r: Deferred.fromCoroutine(r.sync())))
+    timers.append(TimerService(AUTH_MAINTENANCE_INTERVAL,
+                               lambda: Deferred.fromCoroutine(authenticator.maintain())))
+    for timer in timers:
         timer.clock = reactor
-        timers.append(timer)
     return repositories, site, timers
 
 
 def makeService(options):
     from twisted.internet import reactor
 
+    root = os.path.abspath(options["root"])
+    token = None
     try:
         config = load(options)
-        os.makedirs(os.path.join(os.path.abspath(options["root"]), ".ppypi"), exist_ok=True)
-        for rc in config.repositories:
-            if rc.type == "filesystem":
-                os.makedirs(rc.path, exist_ok=True)
+        os.makedirs(os.path.join(root, ".ppypi"), exist_ok=True)
+        if config.zero_config:
+            token_path = os.path.join(root, ".ppypi", "upload-token")
+            token, created = load_or_create_token(token_path)
+            log.info("uploads: username __token__, password in {path}{created}",
+                     path=token_path, created=" (created now)" if created else "")
     except ConfigError as e:
         sys.stderr.write(f"ppypi: {e}\n")
         raise SystemExit(2)
@@ -220,9 +243,12 @@ def makeService(options):
         return deferToThreadPool(reactor, pool, f, *args, **kwargs)
 
     try:
-        repositories, site, timers = build(options, config, reactor, run_in_thread)
+        repositories, site, timers = build(options, config, reactor, run_in_thread, token)
     except ConfigError as e:
         sys.stderr.write(f"ppypi: {e}\n")
+        raise SystemExit(2)
+    except OSError as e:
+        sys.stderr.write(f"ppypi: {e.filename}: {e.strerror}\n")
         raise SystemExit(2)
 
     service = MultiService()

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import threading
 
 from twisted.logger import Logger
 
@@ -35,6 +36,14 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomically(path, data):
     """Write bytes to C{path} so that readers see the old or the new file, whole."""
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -50,11 +59,7 @@ def write_atomically(path, data):
         except OSError:
             pass
         raise
-    dirfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    fsync_dir(os.path.dirname(path) or ".")
 
 
 class ScanResult:
@@ -161,7 +166,32 @@ class FilesystemBackend:
         self._cache_path = os.path.join(state_dir, "files.json")
         self._cache = None
         self._warned = set()
+        # Files stored since the last scan, for the persisted cache:
+        # {relpath: [size, mtime_ns, sha256, requires_python]}
+        self._stored = {}
+        self._stored_lock = threading.Lock()
         self.hashed_total = 0
+
+    @property
+    def incoming_dir(self):
+        """Uploads in progress: in the folder, so that publishing is a rename."""
+        return os.path.join(self.folder, ".ppypi", "incoming")
+
+    def prepare(self):
+        """
+        Start-up (blocking): create the folders, and delete what uploads
+        interrupted by a crash left behind. Returns how many files that was.
+        """
+        os.makedirs(self.folder, exist_ok=True)
+        os.makedirs(self.incoming_dir, exist_ok=True)
+        removed = 0
+        for name in os.listdir(self.incoming_dir):
+            try:
+                os.unlink(os.path.join(self.incoming_dir, name))
+                removed += 1
+            except IsADirectoryError:
+                pass
+        return removed
 
     def describe(self):
         return f"folder {self.folder}"
@@ -185,8 +215,11 @@ class FilesystemBackend:
         problem = None
         if self._cache is None:
             self._cache, problem = self._load_cache()
-        result, new_cache = scan_folder(self.folder, self._cache, self.exclude, self._warned)
-        if result.cache_changed:
+        with self._stored_lock:
+            stored, self._stored = self._stored, {}
+        cache = dict(self._cache, **stored)
+        result, new_cache = scan_folder(self.folder, cache, self.exclude, self._warned)
+        if result.cache_changed or stored:
             os.makedirs(self.state_dir, exist_ok=True)
             data = {"version": CACHE_VERSION, "folder": self.folder, "files": new_cache}
             write_atomically(self._cache_path, json.dumps(data, separators=(",", ":")).encode())
@@ -230,3 +263,59 @@ class FilesystemBackend:
     async def open(self, dist):
         """Open a file of the index for reading (in the thread pool)."""
         return await self._run(self._open, dist)
+
+    def _store(self, upload, checked, overwrite):
+        dist_name = checked.dist
+        relpath = f"{dist_name.project}/{dist_name.filename}"
+        final = os.path.join(self.folder, relpath)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        status = "stored"
+        if overwrite:
+            os.replace(upload.path, final)
+        else:
+            try:
+                # Atomic and never over an existing file.
+                os.link(upload.path, final)
+            except FileExistsError:
+                status = "same" if sha256_file(final) == upload.sha256 else "conflict"
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                # No hard links here: the per-file lock in Repository makes
+                # the check-then-rename safe against other uploads.
+                if os.path.exists(final):
+                    status = "same" if sha256_file(final) == upload.sha256 else "conflict"
+                else:
+                    os.rename(upload.path, final)
+            if status == "conflict":
+                return status, None
+        fsync_dir(os.path.dirname(final))
+        st = os.stat(final)
+        with self._stored_lock:
+            self._stored[relpath] = [st.st_size, st.st_mtime_ns, upload.sha256,
+                                     checked.requires_python]
+        dist = DistFile(dist_name.filename, dist_name.project, dist_name.version,
+                        dist_name.kind, upload.sha256, st.st_size, st.st_mtime_ns / 1e9,
+                        checked.requires_python, relpath)
+        return status, dist
+
+    async def store(self, upload, checked, overwrite=False):
+        """
+        Publish an uploaded file: it appears in the folder whole, or not at all.
+
+        @return: (status, L{DistFile}): status is "stored", "same" (the
+            file was already there with this content) or "conflict" (with
+            other content; no DistFile).
+        """
+        return await self._run(self._store, upload, checked, overwrite)
+
+    def _delete(self, dist):
+        path = os.path.join(self.folder, dist.location)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fsync_dir(os.path.dirname(path))
+
+    async def delete(self, dist):
+        await self._run(self._delete, dist)

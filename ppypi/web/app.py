@@ -2,18 +2,25 @@
 The index of one repository: PEP 503 pages, files, and its home page.
 """
 
+import errno
 import json
 from email.utils import formatdate
 from html import escape
 
 from klein import Klein
+from packaging.version import InvalidVersion, Version
 from twisted.logger import Logger
+from twisted.web import server
 from twisted.web.resource import Resource
 
+from ..auth import READ, WRITE, needs_credentials, parse_basic, permitted
 from ..backends import BackendError, FileMissing
 from ..names import MAX_FILENAME, is_valid_name, normalize
+from ..repository import FileConflict
 from . import files as filesmod
-from .errors import HTTPError, NotFound, Unavailable
+from . import multipart
+from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable
+from .upload import MULTIPART_OVERHEAD, PPyPIRequest, UploadError, check_upload, safe_reason
 
 PAGE_MAX_AGE = 60
 
@@ -46,14 +53,14 @@ class RepositoryApp:
     app.url_map.merge_slashes = False
     log = Logger()
 
-    def __init__(self, repository, run_in_thread, extra_index_url=None,
-                 is_reserved=lambda name: False, base_path="/"):
+    def __init__(self, repository, authenticator, run_in_thread, extra_index_url=None,
+                 is_reserved=lambda name: False):
         self.repository = repository
         self.index = repository.index
+        self.authenticator = authenticator
         self._run = run_in_thread
         self.extra_index_url = extra_index_url
         self.is_reserved = is_reserved
-        self.base_path = base_path
 
     def resource(self):
         return self.app.resource()
@@ -63,12 +70,39 @@ class RepositoryApp:
     @app.handle_errors(HTTPError)
     def _http_error(self, request, failure):
         e = failure.value
-        request.setResponseCode(e.code, e.message.encode("utf-8", "replace")[:200])
+        request.setResponseCode(e.code, safe_reason(e.message).encode("ascii"))
         for name, value in e.headers.items():
             request.setHeader(name, value)
         request.setHeader("Content-Type", "text/plain; charset=utf-8")
         request.setHeader("Cache-Control", "no-store")
         return f"{e.code} {e.message}\n".encode("utf-8", "replace")
+
+    # -- access
+
+    async def _authorize(self, request, need):
+        """
+        Check the request may C{need} (READ or WRITE) this repository.
+
+        @return: the L{Principal}, or None where no credentials are needed.
+        @raise Unauthorized: no or wrong credentials (401).
+        @raise Forbidden: right credentials, no permission (403).
+        """
+        config = self.repository.config
+        if not needs_credentials(config, need):
+            return None
+        try:
+            credentials = parse_basic(request.getHeader("authorization"))
+        except ValueError:
+            raise Unauthorized("Malformed credentials") from None
+        if credentials is None:
+            raise Unauthorized()
+        principal = await self.authenticator.authenticate(config, credentials, need)
+        if principal is None:
+            raise Unauthorized("Invalid credentials")
+        if not permitted(config, principal, need):
+            what = "upload to" if need == WRITE else "read"
+            raise Forbidden(f"{principal.name} may not {what} repository {config.name}")
+        return principal
 
     # -- pages
 
@@ -87,12 +121,14 @@ class RepositoryApp:
             raise Unavailable("index is being built; try again shortly", retry_after=5)
 
     @app.route("/simple/", methods=["GET", "HEAD"])
-    def simple_root(self, request):
+    async def simple_root(self, request):
+        await self._authorize(request, READ)
         self._require_ready()
         return self._send_page(request, self.index.root_page())
 
     @app.route("/simple/<string:name>/", methods=["GET", "HEAD"])
-    def simple_project(self, request, name):
+    async def simple_project(self, request, name):
+        await self._authorize(request, READ)
         if not is_valid_name(name):
             raise NotFound("not a valid project name")
         normalized = normalize(name)
@@ -129,6 +165,7 @@ class RepositoryApp:
 
     @app.route("/packages/<string:project>/<string:filename>", methods=["GET", "HEAD"])
     async def package_file(self, request, project, filename):
+        await self._authorize(request, READ)
         if len(filename) > MAX_FILENAME:
             raise NotFound("no such file")
         dist = self.index.file(filename)
@@ -169,10 +206,76 @@ class RepositoryApp:
         await filesmod.stream(request, fileobj, start, length, self._run)
         return None
 
+    # -- uploads
+
+    @app.route("/", methods=["POST"])
+    @app.route("/legacy/", methods=["POST"])
+    async def upload(self, request):
+        await self._authorize(request, WRITE)
+        try:
+            boundary = multipart.boundary_of(request.getHeader("content-type"))
+        except multipart.MultipartError as e:
+            raise HTTPError(str(e)) from None
+        config = self.repository.config
+        request.content.seek(0)
+        upload = None
+        try:
+            try:
+                fields, upload = await self._run(
+                    multipart.parse, request.content, boundary,
+                    self.repository.backend.incoming_dir, config.max_file_bytes)
+            except multipart.MultipartError as e:
+                raise HTTPError(str(e)) from None
+            except multipart.TooLarge as e:
+                raise HTTPError(str(e), 413) from None
+            action = (fields.get(":action") or [None])[0]
+            if action == "remove_pkg":
+                return await self._remove_release(fields)
+            if action != "file_upload":
+                raise HTTPError(f"Unsupported :action {action!r}" if action
+                                else "Missing :action (file_upload)")
+            try:
+                checked = await self._run(check_upload, fields, upload)
+            except UploadError as e:
+                raise HTTPError(e.message, e.code) from None
+            try:
+                status = await self.repository.publish(upload, checked)
+            except FileConflict:
+                raise HTTPError("File already exists", 409) from None
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise HTTPError("Insufficient storage", 507) from None
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                self.log.error("repository {repo}: cannot store uploads: {e}",
+                               repo=self.repository.name, e=e)
+                raise Unavailable("Repository cannot store uploads now") from None
+            raise
+        finally:
+            if upload is not None:
+                await self._run(upload.discard)
+        request.setHeader("Content-Type", "text/plain; charset=utf-8")
+        return b"OK\n" if status == "stored" else b"OK (already there, unchanged)\n"
+
+    async def _remove_release(self, fields):
+        """pypiserver's :action=remove_pkg: delete one release's files."""
+        name = (fields.get("name") or [""])[0]
+        version = (fields.get("version") or [""])[0]
+        if not is_valid_name(name):
+            raise HTTPError("Missing or invalid name")
+        try:
+            version = str(Version(version))
+        except InvalidVersion:
+            raise HTTPError("Missing or invalid version") from None
+        removed = await self.repository.remove_release(normalize(name), version)
+        if not removed:
+            raise NotFound(f"{normalize(name)} {version} not found")
+        return ("Removed " + ", ".join(removed) + "\n").encode()
+
     # -- people
 
     @app.route("/", methods=["GET", "HEAD"])
-    def home(self, request):
+    async def home(self, request):
+        await self._authorize(request, READ)
         base = _base_url(request)
         simple = f"{base}simple/"
         n_projects = len(self.index.projects)
@@ -235,9 +338,42 @@ class Root(Resource):
             name = None
         if name in self._apps:
             return self._apps[name]
-        # Not a repository name: the first repository serves this path whole.
+        # Not a repository name: the first repository serves this path whole,
+        # unless the Basic-auth username names another repository
+        # (private-pypi's clients select the repository that way).
         request.postpath.insert(0, request.prepath.pop())
-        return self._default
+        return self._apps.get(_username(request), self._default)
+
+
+def _username(request):
+    try:
+        credentials = parse_basic(request.getHeader("authorization"))
+    except ValueError:
+        return None
+    return credentials.username if credentials else None
+
+
+class IndexSite(server.Site):
+    """
+    The HTTP site: requests are L{PPyPIRequest}s, whose bodies are spooled
+    to C{spool_dir} and limited by C{max_body(path)}.
+    """
+
+    def __init__(self, resource, spool_dir, limits, **kwargs):
+        super().__init__(resource, requestFactory=PPyPIRequest, **kwargs)
+        self.spool_dir = spool_dir
+        self._limits = {name.encode(): limit + MULTIPART_OVERHEAD for name, limit in limits.items()}
+        self._largest = max(self._limits.values())
+
+    def max_body(self, path):
+        """The largest body accepted for a request line's path."""
+        first = (path or b"").split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
+        if first in self._limits:
+            return self._limits[first]
+        # Other paths may reach any repository (private-pypi clients choose
+        # it by username); each repository's own limit is checked as the
+        # file part is read.
+        return self._largest
 
 
 class Health(Resource):

@@ -23,3 +23,14 @@ class Unavailable(HTTPError):
 
     def __init__(self, message, retry_after=30):
         super().__init__(message, headers={"Retry-After": str(int(retry_after))})
+
+
+class Unauthorized(HTTPError):
+    code = 401
+
+    def __init__(self, message="Authentication required"):
+        super().__init__(message, headers={"WWW-Authenticate": 'Basic realm="ppypi"'})
+
+
+class Forbidden(HTTPError):
+    code = 403

@@ -1,0 +1,191 @@
+"""
+Uploads: the request class that spools bodies safely, and the checks an
+upload must pass before it is published (as Warehouse makes them).
+"""
+
+import hmac
+import re
+import tempfile
+
+from packaging.version import InvalidVersion, Version
+from twisted.web import server
+
+from ..metadata import MetadataError, parse_metadata, read_metadata
+from ..names import InvalidFilename, is_safe_filename, is_valid_name, normalize, parse_filename
+
+# Room for the form fields around the file part.
+MULTIPART_OVERHEAD = 32 << 20
+
+
+class UploadError(ValueError):
+    """An upload that is refused; the message is what twine shows."""
+
+    def __init__(self, message, code=400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class _Discard:
+    """A body sink for requests refused before their body is read."""
+
+    def write(self, data):
+        pass
+
+    def seek(self, *args):
+        pass
+
+    def read(self, *args):
+        return b""
+
+    def close(self):
+        pass
+
+
+class PPyPIRequest(server.Request):
+    """
+    A request that never parses multipart bodies into C{args} (that reads
+    them whole into memory), spools large bodies under the server's own
+    state folder, and refuses bodies larger than allowed before reading them.
+
+    The limits come from the site: C{site.max_body(path)} (bytes or None)
+    and C{site.spool_dir}.
+    """
+
+    _received = 0
+    _limit = None
+    refused = False
+
+    def __init__(self, channel, *args, **kwargs):
+        kwargs["parsePOSTFormSubmission"] = False
+        super().__init__(channel, *args, **kwargs)
+
+    def gotLength(self, length):
+        site = getattr(self.channel, "site", None)
+        path = getattr(self.channel, "_path", None)  # the request line's path
+        if site is not None and hasattr(site, "max_body"):
+            self._limit = site.max_body(path)
+        if self._limit is not None and length is not None and length > self._limit:
+            self._refuse()
+            return
+        if site is not None and getattr(site, "spool_dir", None) and (length is None or length >= 100_000):
+            self.content = tempfile.TemporaryFile(dir=site.spool_dir)
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self.refused:
+            return
+        self._received += len(data)
+        if self._limit is not None and self._received > self._limit:
+            # A chunked body that grew past the limit.
+            self.content.close()
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def _refuse(self):
+        self.refused = True
+        self.content = _Discard()
+        body = b"413 Request body too large\n"
+        self.channel.transport.write(
+            b"HTTP/1.1 413 Request body too large\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+            b"Connection: close\r\n\r\n" + body)
+        self.channel.transport.loseConnection()
+
+    def requestReceived(self, command, path, version):
+        if self.refused:
+            return
+        super().requestReceived(command, path, version)
+
+
+def _one(fields, name, required=True):
+    values = fields.get(name)
+    if not values:
+        if required:
+            raise UploadError(f"Missing required field {name!r}")
+        return None
+    if len(values) > 1:
+        raise UploadError(f"Field {name!r} given more than once")
+    return values[0]
+
+
+class CheckedUpload:
+    """An upload that passed every check."""
+
+    def __init__(self, dist, requires_python):
+        self.dist = dist
+        self.requires_python = requires_python
+
+
+def check_upload(fields, upload):
+    """
+    The checks Warehouse makes, in its order. Blocking (reads the archive).
+
+    @return: L{CheckedUpload}
+    @raise UploadError: with the reason twine will show.
+    """
+    protocol = _one(fields, "protocol_version", required=False)
+    if protocol is not None and protocol != "1":
+        raise UploadError(f"Unknown protocol version {protocol!r}")
+    name = _one(fields, "name")
+    version = _one(fields, "version")
+    if not is_valid_name(name):
+        raise UploadError(f"Invalid project name {name!r}")
+    try:
+        version_obj = Version(version)
+    except InvalidVersion:
+        raise UploadError(f"Invalid version {version!r}") from None
+    if upload is None:
+        raise UploadError("Upload payload does not have a file")
+    filename = upload.filename
+    if not is_safe_filename(filename):
+        raise UploadError("Invalid filename: must not contain path separators, "
+                          "control characters or a leading dot")
+    try:
+        dist = parse_filename(filename)
+    except InvalidFilename:
+        raise UploadError(f"Invalid distribution filename {filename!r}: not a wheel "
+                          f"or an sdist (.tar.gz, .zip)") from None
+    if dist.project != normalize(name):
+        raise UploadError(f"Start filename for {name!r} with {normalize(name).replace('-', '_')!r}")
+    if Version(dist.version) != version_obj:
+        raise UploadError(f"Version in filename ({dist.version}) does not match "
+                          f"version field ({version})")
+    filetype = _one(fields, "filetype", required=False)
+    if filetype is not None and filetype != dist.kind:
+        raise UploadError(f"Filetype {filetype!r} does not match the file {filename!r}")
+    if upload.size == 0:
+        raise UploadError("Upload payload is an empty file")
+    for field, actual in (("sha256_digest", upload.sha256), ("md5_digest", upload.md5),
+                          ("blake2_256_digest", upload.blake2_256)):
+        claimed = _one(fields, field, required=False)
+        if claimed is not None and not hmac.compare_digest(claimed.strip().lower(), actual):
+            raise UploadError(f"The {field} supplied does not match the uploaded file")
+    try:
+        metadata = parse_metadata(read_metadata(upload.path, dist.kind, filename))
+    except MetadataError as e:
+        raise UploadError(f"Invalid distribution file: {e}") from None
+    meta_name = metadata.get("Name")
+    meta_version = metadata.get("Version")
+    if dist.kind == "bdist_wheel" or meta_name is not None:
+        if meta_name is None or normalize(str(meta_name)) != dist.project:
+            raise UploadError(f"Name in the file's metadata ({meta_name}) does not match "
+                              f"the filename ({filename})")
+        try:
+            same_version = meta_version is not None and Version(str(meta_version)) == version_obj
+        except InvalidVersion:
+            same_version = False
+        if not same_version:
+            raise UploadError(f"Version in the file's metadata ({meta_version}) does not "
+                              f"match the filename ({filename})")
+    rp = metadata.get("Requires-Python")
+    rp = " ".join(str(rp).split()) if rp is not None else None
+    return CheckedUpload(dist, rp or None)
+
+
+def safe_reason(message):
+    """A message fit for an HTTP status line: one line of printable ASCII."""
+    return re.sub(r"[^\x20-\x7e]", "?", message)[:300]
