@@ -1,13 +1,76 @@
 """In-process servers for fast tests: the real resource tree, driven by StubTreq."""
 
+import base64
+import hashlib
+import importlib.util
 import os
+import uuid
 
 from treq.testing import StubTreq
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
 
+from ppypi.auth import load_or_create_token
 from ppypi.config import load_config
 from ppypi.tap import build
+
+from .conftest import MAKE_CORPUS
+
+
+def _corpus_module():
+    spec = importlib.util.spec_from_file_location("make_corpus", MAKE_CORPUS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def wheel_bytes(dist, version, requires_python=">=3.8"):
+    """A small valid wheel, as ../shared/tools/make_corpus.py writes them."""
+    return _corpus_module().wheel_bytes(dist, version, requires_python)
+
+
+def sdist_bytes(dist, version):
+    return _corpus_module().sdist_bytes(dist, version)
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def multipart_body(fields, files=(), boundary=None):
+    """
+    Encode a multipart/form-data body as twine sends it.
+
+    @param fields: [(name, value)] (repeats allowed)
+    @param files: [(name, filename, bytes)]
+    @return: (content type, body bytes)
+    """
+    boundary = boundary or uuid.uuid4().hex
+    out = []
+    for name, value in fields:
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                   .encode() + (value if isinstance(value, bytes) else value.encode()) + b"\r\n")
+    for name, filename, data in files:
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                   f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                   .encode() + data + b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(out)
+
+
+def upload_fields(name, version, data, filetype="bdist_wheel", **extra):
+    """The form fields twine sends with a file."""
+    fields = [(":action", "file_upload"), ("protocol_version", "1"), ("name", name),
+              ("version", version), ("filetype", filetype), ("pyversion", "py3"),
+              ("metadata_version", "2.1"),
+              ("sha256_digest", hashlib.sha256(data).hexdigest()),
+              ("md5_digest", hashlib.md5(data).hexdigest()),
+              ("blake2_256_digest", hashlib.blake2b(data, digest_size=32).hexdigest())]
+    # extra: a value replaces the field (None removes it); new names are added.
+    known = {k for k, _ in fields}
+    fields = [(k, extra.get(k, v)) for k, v in fields]
+    fields += [(k, v) for k, v in extra.items() if k not in known]
+    return [(k, v) for k, v in fields if v is not None]
 
 
 def run_now(f, *args, **kwargs):
@@ -32,8 +95,17 @@ class InProcess:
             os.makedirs(rc.path, exist_ok=True)
         self.clock = Clock()
         options = {"root": self.root, "config": path, "extra-index-url": extra_index_url}
-        self.repositories, self.site, self.timers = build(options, self.config, self.clock, run_now)
+        token = None
+        if self.config.zero_config:
+            token, _ = load_or_create_token(os.path.join(self.root, ".ppypi", "upload-token"))
+        self.repositories, self.site, self.timers = build(
+            options, self.config, self.clock, run_now, token)
         self.treq = StubTreq(self.site.resource)
+        # Serve through the daemon's own Site (its request class spools and
+        # limits bodies), on the stub's in-memory reactor.
+        agent = self.treq._agent
+        self.site.reactor = agent._memoryReactor
+        agent._serverFactory = self.site
 
     @property
     def repository(self):
@@ -51,9 +123,20 @@ class InProcess:
         for t in self.timers:
             t.stopService()
 
-    async def get(self, path, headers=None, method="GET"):
+    async def get(self, path, headers=None, method="GET", data=None):
         """(response, body bytes) for a request to this server."""
         response = await self.treq.request(method, "http://ppypi.test" + path,
-                                           headers=headers, allow_redirects=False)
+                                           headers=headers, data=data, allow_redirects=False)
         body = await response.content()
         return response, body
+
+    async def upload(self, fields, files, path="/", auth=None, boundary=None):
+        ctype, body = multipart_body(fields, files, boundary)
+        headers = {"Content-Type": ctype}
+        if auth:
+            headers["Authorization"] = basic(*auth)
+        return await self.get(path, headers, method="POST", data=body)
+
+    def token(self):
+        with open(os.path.join(self.root, ".ppypi", "upload-token")) as f:
+            return f.read().strip()

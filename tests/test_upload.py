@@ -1,0 +1,306 @@
+"""
+Uploads through the legacy API, in process: what is accepted, what is
+refused (and that a refusal writes nothing), existing files, removal.
+"""
+
+import hashlib
+import io
+import os
+import zipfile
+
+import pytest
+import pytest_twisted
+
+from .helpers import InProcess, multipart_body, sdist_bytes, upload_fields, wheel_bytes
+
+WHEEL = "acme_tool-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+def server(tmp_path):
+    return InProcess(tmp_path / "root", extra_index_url=None)
+
+
+def snapshot(root):
+    """Every file below ROOT but the server's spool of request bodies."""
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        for f in files:
+            path = os.path.relpath(os.path.join(folder, f), root)
+            if not path.startswith(os.path.join(".ppypi", "tmp")):
+                found.add(path)
+    return found
+
+
+async def upload(server, data=None, filename=WHEEL, name="acme-tool", version="1.0",
+                 auth="token", path="/", **fields):
+    data = wheel_bytes("acme_tool", "1.0") if data is None else data
+    creds = ("__token__", server.token()) if auth == "token" else auth
+    return await server.upload(upload_fields(name, version, data, **fields),
+                               [("content", filename, data)], path=path, auth=creds)
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_is_indexed_at_once(server):
+    await server.sync()
+    data = wheel_bytes("acme_tool", "1.0", requires_python=">=3.9")
+    r, body = await upload(server, data)
+    assert r.code == 200, body
+    # Visible without a sync, with its hash and Requires-Python.
+    r, body = await server.get("/simple/acme-tool/")
+    assert r.code == 200
+    assert f"{WHEEL}#sha256={hashlib.sha256(data).hexdigest()}".encode() in body
+    assert b'data-requires-python="&gt;=3.9"' in body
+    stored = os.path.join(server.root, "acme-tool", WHEEL)
+    assert open(stored, "rb").read() == data
+    r, got = await server.get(f"/packages/acme-tool/{WHEEL}")
+    assert got == data
+    assert os.listdir(os.path.join(server.root, ".ppypi", "incoming")) == []
+    # ...and a sync afterwards agrees, without re-hashing it.
+    await server.sync()
+    r, body2 = await server.get("/simple/acme-tool/")
+    assert body2 == body
+    assert server.repository.backend.hashed_total == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_sdist_and_legacy_path(server):
+    await server.sync()
+    data = sdist_bytes("acme_tool", "2.0")
+    r, body = await upload(server, data, filename="acme_tool-2.0.tar.gz", version="2.0",
+                           filetype="sdist", path="/legacy/")
+    assert r.code == 200, body
+    r, body = await server.get("/simple/acme-tool/")
+    assert b"acme_tool-2.0.tar.gz" in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_same_file_again_is_200_and_changes_nothing(server):
+    await server.sync()
+    assert (await upload(server))[0].code == 200
+    before = os.stat(os.path.join(server.root, "acme-tool", WHEEL))
+    r, body = await upload(server)
+    assert r.code == 200
+    after = os.stat(os.path.join(server.root, "acme-tool", WHEEL))
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+
+
+@pytest_twisted.ensureDeferred
+async def test_other_content_is_409(server):
+    await server.sync()
+    assert (await upload(server))[0].code == 200
+    other = wheel_bytes("acme_tool", "1.0", requires_python=">=3.12")
+    r, body = await upload(server, other)
+    assert r.code == 409
+    assert r.phrase == b"File already exists"
+    assert b"File already exists" in body
+    assert open(os.path.join(server.root, "acme-tool", WHEEL), "rb").read() != other
+
+
+@pytest_twisted.ensureDeferred
+async def test_hand_dropped_file_not_yet_synced_is_a_conflict_too(server):
+    await server.sync()
+    os.makedirs(os.path.join(server.root, "acme-tool"))
+    with open(os.path.join(server.root, "acme-tool", WHEEL), "wb") as f:
+        f.write(wheel_bytes("acme_tool", "1.0", requires_python=">=3.12"))
+    r, _ = await upload(server)
+    assert r.code == 409
+
+
+@pytest_twisted.ensureDeferred
+async def test_allow_overwrite_replaces(tmp_path):
+    server = InProcess(tmp_path / "root", config_text=(
+        "repositories:\n  main:\n    read: anyone\n    write: anyone\n    allow_overwrite: true\n"))
+    await server.sync()
+    first = wheel_bytes("acme_tool", "1.0")
+    second = wheel_bytes("acme_tool", "1.0", requires_python=">=3.12")
+    for data in (first, second):
+        r, body = await upload(server, data, auth=None)
+        assert r.code == 200, body
+    r, body = await server.get("/simple/acme-tool/")
+    assert hashlib.sha256(second).hexdigest().encode() in body
+    assert open(os.path.join(server.root, "acme-tool", WHEEL), "rb").read() == second
+
+
+@pytest_twisted.ensureDeferred
+async def test_remove_pkg_deletes_a_release(server):
+    await server.sync()
+    for version in ("1.0", "2.0"):
+        data = wheel_bytes("acme_tool", version)
+        r, _ = await upload(server, data, filename=f"acme_tool-{version}-py3-none-any.whl",
+                            version=version)
+        assert r.code == 200
+    creds = ("__token__", server.token())
+    r, body = await server.upload([(":action", "remove_pkg"), ("name", "Acme.Tool"),
+                                   ("version", "1.0")], [], auth=creds)
+    assert r.code == 200, body
+    r, body = await server.get("/simple/acme-tool/")
+    assert b"acme_tool-1.0" not in body and b"acme_tool-2.0" in body
+    assert not os.path.exists(os.path.join(server.root, "acme-tool", WHEEL))
+    r, _ = await server.upload([(":action", "remove_pkg"), ("name", "acme-tool"),
+                                ("version", "9.9")], [], auth=creds)
+    assert r.code == 404
+    r, _ = await server.upload([(":action", "remove_pkg"), ("name", "acme-tool"),
+                                ("version", "2.0")], [])
+    assert r.code == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_needs_credentials(server):
+    await server.sync()
+    r, _ = await upload(server, auth=None)
+    assert r.code == 401
+    assert r.headers.getRawHeaders("WWW-Authenticate") == ['Basic realm="ppypi"']
+    r, _ = await upload(server, auth=("__token__", "wrong"))
+    assert r.code == 401
+    r, _ = await upload(server, auth=("alice", server.token()))
+    assert r.code == 401
+    assert snapshot(server.root) == {".ppypi/upload-token"}
+
+
+def _zip(members):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+HOSTILE = {
+    "traversal ../": dict(filename="../acme_tool-1.0-py3-none-any.whl"),
+    "traversal a/b": dict(filename="a/acme_tool-1.0-py3-none-any.whl"),
+    "traversal backslash": dict(filename="..\\acme_tool-1.0-py3-none-any.whl"),
+    "absolute path": dict(filename="/etc/acme_tool-1.0-py3-none-any.whl"),
+    "leading dot": dict(filename=".acme_tool-1.0-py3-none-any.whl"),
+    "control character": dict(filename="acme_tool-1.0-py3-none-any\x01.whl"),
+    "not a distribution name": dict(filename="acme_tool.txt"),
+    "egg": dict(filename="acme_tool-1.0-py3.11.egg"),
+    "name mismatch": dict(name="other-tool"),
+    "version mismatch": dict(version="1.1"),
+    "invalid version": dict(version="not.a.version!"),
+    "invalid name": dict(name="acme tool"),
+    "wrong sha256": dict(sha256_digest="0" * 64),
+    "wrong md5": dict(md5_digest="0" * 32),
+    "wrong blake2": dict(blake2_256_digest="f" * 64),
+    "filetype mismatch": dict(filetype="sdist"),
+    "unknown protocol": dict(protocol_version="2"),
+    "missing name": dict(name=None),
+    "missing version": dict(version=None),
+    "not a zip": dict(data=b"this is not a zip file"),
+    "zip without METADATA": dict(data=_zip({"acme_tool/__init__.py": b""})),
+    "METADATA of another project": dict(data=_zip({
+        "acme_tool-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n"})),
+    "METADATA of another version": dict(data=_zip({
+        "acme_tool-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: acme-tool\nVersion: 6\n"})),
+    "empty file": dict(data=b""),
+    "unsupported action": dict(**{":action": "submit"}),
+    "missing action": dict(**{":action": None}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest_twisted.ensureDeferred
+async def test_hostile_upload_is_400_and_writes_nothing(server, case):
+    await server.sync()
+    before = snapshot(server.root)
+    spec = dict(HOSTILE[case])
+    data = spec.pop("data", None)
+    filename = spec.pop("filename", WHEEL)
+    r, body = await upload(server, data, filename=filename, **spec)
+    assert r.code == 400, (case, r.code, body)
+    # twine shows the status line's reason: it says what is wrong.
+    assert r.phrase and r.phrase != b"Bad Request", case
+    assert r.phrase.decode() in body.decode()
+    assert snapshot(server.root) == before
+    r, _ = await server.get("/simple/")
+    assert r.code == 200
+
+
+@pytest.mark.parametrize("case, ctype, body", [
+    ("not multipart", "application/x-www-form-urlencoded", b":action=file_upload&name=x"),
+    ("json", "application/json", b'{"name": "x"}'),
+    ("no content type", None, b"x"),
+    ("no boundary", "multipart/form-data", b"--x\r\n"),
+    ("garbage", "multipart/form-data; boundary=zz", b"\x00\xff" * 1000),
+    ("truncated", "multipart/form-data; boundary=zz",
+     b'--zz\r\nContent-Disposition: form-data; name="content"; filename="a.whl"\r\n\r\nPK'),
+])
+@pytest_twisted.ensureDeferred
+async def test_malformed_bodies_are_400(server, case, ctype, body):
+    await server.sync()
+    before = snapshot(server.root)
+    headers = {"Authorization": "Basic " + __import__("base64").b64encode(
+        f"__token__:{server.token()}".encode()).decode()}
+    if ctype:
+        headers["Content-Type"] = ctype
+    r, answer = await server.get("/", headers, method="POST", data=body)
+    assert r.code == 400, (case, answer)
+    assert snapshot(server.root) == before
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_content_parts_and_missing_content(server):
+    await server.sync()
+    data = wheel_bytes("acme_tool", "1.0")
+    creds = ("__token__", server.token())
+    fields = upload_fields("acme-tool", "1.0", data)
+    r, body = await server.upload(fields, [("content", WHEEL, data), ("content", WHEEL, data)],
+                                  auth=creds)
+    assert r.code == 400 and b"more than one" in body
+    r, body = await server.upload(fields, [], auth=creds)
+    assert r.code == 400 and b"does not have a file" in body
+    assert not os.path.exists(os.path.join(server.root, "acme-tool"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_file_over_max_file_bytes_is_413(tmp_path):
+    server = InProcess(tmp_path / "root", config_text=(
+        "repositories:\n  main:\n    write: anyone\n    max_file_bytes: 1000\n"))
+    await server.sync()
+    data = wheel_bytes("acme_tool", "1.0") + b"\0" * 1000
+    r, _ = await upload(server, data, auth=None)
+    assert r.code == 413
+    assert os.listdir(os.path.join(server.root, ".ppypi", "incoming")) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_to_named_repository(tmp_path):
+    server = InProcess(tmp_path / "root", config_text=(
+        "repositories:\n  main: {}\n  acme:\n    path: acme\n    write: anyone\n"))
+    await server.sync()
+    r, body = await upload(server, auth=None, path="/acme/")
+    assert r.code == 200, body
+    assert os.path.exists(tmp_path / "root" / "acme" / "acme-tool" / WHEEL)
+    r, _ = await server.get("/acme/simple/acme-tool/")
+    assert r.code == 200
+    # main does not hold it (each repository is an index of its own).
+    r, _ = await server.get("/simple/acme-tool/")
+    assert r.code == 302
+    # main has no writers at all
+    r, _ = await upload(server, auth=None, path="/")
+    assert r.code == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_during_a_sync_is_not_lost(server):
+    """A scan that started before the upload must not drop it from the index."""
+    from twisted.internet.defer import Deferred
+
+    await server.sync()
+    backend = server.repository.backend
+    real = backend.list_files
+    gate = Deferred()
+
+    async def slow_list():
+        result = await real()   # the scan sees the folder before the upload
+        await gate
+        return result
+
+    backend.list_files = slow_list
+    syncing = Deferred.fromCoroutine(server.repository.sync())
+    r, _ = await upload(server)
+    assert r.code == 200
+    gate.callback(None)
+    await syncing
+    r, _ = await server.get("/simple/acme-tool/")
+    assert r.code == 200
