@@ -21,6 +21,7 @@ import base64
 import binascii
 import hmac
 import os
+import re
 import secrets
 
 import bcrypt
@@ -31,6 +32,7 @@ from .config import ANYONE, AUTHENTICATED, ConfigError
 READ = "read"
 WRITE = "write"
 TOKEN_USER = "__token__"
+_BCRYPT_ENTRY = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
 # A hash to check unknown users against, so that an unknown user costs as
 # long as a known one with a wrong password.
@@ -94,8 +96,8 @@ class Principal:
 
 def permitted(repository, principal, need):
     """May C{principal} (None: anonymous) do C{need} on C{repository}?"""
-    if need == READ and repository.read == ANYONE:
-        return True
+    if need == READ and ANYONE in (repository.read, repository.write):
+        return True  # write permission implies read
     if need == WRITE and repository.write == ANYONE:
         return True
     if principal is None:
@@ -143,10 +145,8 @@ def load_htpasswd(path):
             raise ConfigError(path, where,
                               f"user {user!r}: only bcrypt entries are supported "
                               f"(htpasswd -B), not {scheme!r}")
-        try:
-            bcrypt.checkpw(b"", hashed.encode())
-        except ValueError:
-            raise ConfigError(path, where, f"user {user!r}: malformed bcrypt hash") from None
+        if not _BCRYPT_ENTRY.fullmatch(hashed):
+            raise ConfigError(path, where, f"user {user!r}: malformed bcrypt hash")
         users[user] = hashed.encode()
     return users
 
@@ -155,8 +155,10 @@ def _bcrypt_checkpw(password, hashed):
     # Apache writes $2y$, which some bcrypt builds do not accept; it is $2b$.
     if hashed.startswith(b"$2y$"):
         hashed = b"$2b$" + hashed[4:]
+    # bcrypt uses the first 72 bytes (as htpasswd -B does); bcrypt>=5
+    # refuses longer input instead of cutting it.
     try:
-        return bcrypt.checkpw(password.encode("utf-8"), hashed)
+        return bcrypt.checkpw(password.encode("utf-8")[:72], hashed)
     except ValueError:
         return False
 

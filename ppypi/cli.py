@@ -6,6 +6,7 @@ The C{ppypi} command: helpers for administrators.
 
 import argparse
 import getpass
+import json
 import sys
 
 import bcrypt
@@ -26,15 +27,21 @@ def _read_password(stdin, prompt):
     return line[:-1] if line.endswith("\n") else line
 
 
-def passwd(args, stdin=sys.stdin, stdout=sys.stdout):
+def passwd(args, stdin=None, stdout=None):
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
     if not _USER_NAME.fullmatch(args.user):
         raise SystemExit("ppypi passwd: user names are 1-100 characters, no spaces or colons")
     password = _read_password(stdin, f"password for {args.user}: ")
     if not password:
         raise SystemExit("ppypi passwd: empty password")
+    if len(password.encode("utf-8")) > 72:
+        raise SystemExit("ppypi passwd: bcrypt uses at most 72 bytes of a password; "
+                         "choose a shorter one")
     hashed = bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(args.cost)).decode()
     if args.yaml:
-        stdout.write(f'{args.user}: {{password: "{hashed}"}}\n')
+        # JSON strings are YAML double-quoted scalars: any user name reads back.
+        stdout.write(f"{json.dumps(args.user)}: {{password: {json.dumps(hashed)}}}\n")
     else:
         stdout.write(f"{args.user}:{hashed}\n")
 

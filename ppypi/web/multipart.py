@@ -213,7 +213,7 @@ def parse(fileobj, boundary, directory, max_file_bytes, file_field="content"):
                 raise MultipartError("too many parts")
             # Headers.
             while True:
-                end = buf.find(b"\r\n\r\n")
+                end = buf.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK + 4)
                 if end >= 0:
                     break
                 if len(buf) > MAX_HEADER_BLOCK or not fill():
