@@ -20,7 +20,7 @@ else:  # pragma: no cover
 
 # Names that are URL segments of their own at the top of the server.
 RESERVED_REPOSITORY_NAMES = frozenset(
-    {"simple", "packages", "legacy", "pypi", "project", "health", "metrics", "static"}
+    {"simple", "packages", "legacy", "pypi", "project", "health", "metrics", "static", "yank"}
 )
 _REPOSITORY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # private-pypi allowed any TOML key; keep the URL-safe ones working.
@@ -30,6 +30,8 @@ _BCRYPT = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
 
 DEFAULT_SYNC_INTERVAL = 60.0
 DEFAULT_MAX_FILE_BYTES = 1 << 30
+# Index pages may be cached this long (seconds); files are immutable.
+DEFAULT_PAGE_MAX_AGE = 60
 ANYONE = "anyone"
 AUTHENTICATED = "authenticated"
 GITHUB = "github"
@@ -77,7 +79,8 @@ class RepositoryConfig:
                  max_file_bytes=DEFAULT_MAX_FILE_BYTES, allow_overwrite=False,
                  owner=None, repo=None, branch="main",
                  api_url="https://api.github.com", downloads="redirect",
-                 read_secret=None, write_secret=None, admin_secret=None):
+                 read_secret=None, write_secret=None, admin_secret=None,
+                 page_max_age=DEFAULT_PAGE_MAX_AGE):
         self.name = name
         self.type = type
         self.path = path
@@ -94,6 +97,7 @@ class RepositoryConfig:
         self.read_secret = read_secret
         self.write_secret = write_secret
         self.admin_secret = admin_secret
+        self.page_max_age = page_max_age
 
     def __repr__(self):
         return f"RepositoryConfig({self.name!r}, {self.type!r}, path={self.path!r})"
@@ -241,9 +245,10 @@ def _kind(value):
 
 _YAML_REPO_KEYS = {
     "filesystem": {"type", "path", "read", "write", "sync_interval", "max_file_bytes",
-                   "allow_overwrite"},
+                   "allow_overwrite", "page_max_age"},
     "github": {"type", "owner", "repo", "branch", "api_url", "read", "write",
-               "sync_interval", "max_file_bytes", "allow_overwrite", "downloads"},
+               "sync_interval", "max_file_bytes", "allow_overwrite", "downloads",
+               "page_max_age"},
 }
 
 
@@ -319,6 +324,8 @@ def _common_repo_settings(c, spec, key, rtype):
                                 f"{key}.max_file_bytes", integer=True, minimum=1),
         allow_overwrite=c.boolean(spec.get("allow_overwrite", False),
                                   f"{key}.allow_overwrite"),
+        page_max_age=c.number(spec.get("page_max_age", DEFAULT_PAGE_MAX_AGE),
+                              f"{key}.page_max_age", integer=True, minimum=0),
     )
 
 

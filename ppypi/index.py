@@ -1,27 +1,39 @@
 """
 The in-memory model of one repository's projects and files, and its pages.
 
-Pages are rendered once per change and kept as bytes with their strong
-ETag, so serving a page costs a dictionary lookup whatever the index size.
+Pages are rendered once per change and kept as bytes (and gzipped bytes,
+made on first demand) with their strong ETag, so serving a page costs a
+dictionary lookup whatever the index size.
 """
 
+import gzip
 import hashlib
+import json
+import time
+from datetime import datetime, timezone
 from html import escape
 from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-API_VERSION = "1.0"
+# PEP 629: 1.0 is PEP 503 + 592 + 658/714; 1.1 adds PEP 700's JSON fields.
+API_VERSION = "1.1"
+
+HTML = "text/html"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+JSON = "application/vnd.pypi.simple.v1+json"
 
 
 class DistFile:
     """One distribution file as the index knows it."""
 
     __slots__ = ("filename", "project", "version", "kind", "sha256", "size",
-                 "mtime", "requires_python", "location")
+                 "mtime", "requires_python", "location", "metadata_sha256",
+                 "core_metadata", "upload_time")
 
     def __init__(self, filename, project, version, kind, sha256, size, mtime,
-                 requires_python=None, location=None):
+                 requires_python=None, location=None, metadata_sha256=None,
+                 core_metadata=False, upload_time=None):
         self.filename = filename
         self.project = project
         self.version = version
@@ -32,6 +44,12 @@ class DistFile:
         self.requires_python = requires_python
         # Where the backend keeps it (a path relative to the folder, an asset id...)
         self.location = location
+        # The sha256 of its core metadata, if it could be read...
+        self.metadata_sha256 = metadata_sha256
+        # ...and whether it may be served as PEP 658 metadata (wheels; sdists
+        # of Metadata-Version 2.2+ without Dynamic fields).
+        self.core_metadata = core_metadata
+        self.upload_time = upload_time if upload_time is not None else mtime
 
     def _key(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -51,15 +69,31 @@ class DistFile:
         return f"packages/{self.project}/{quote(self.filename)}"
 
 
+def iso8601(seconds):
+    """UTC, ISO 8601, as PEP 700 and Warehouse write it."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class Page:
-    """A rendered page: its bytes and a strong ETag over them."""
+    """A rendered page: its bytes, its strong ETag, and gzip on demand."""
 
-    __slots__ = ("body", "etag", "content_type")
+    __slots__ = ("body", "etag", "content_type", "last_modified", "_gz")
 
-    def __init__(self, body, content_type):
+    def __init__(self, body, content_type, last_modified):
         self.body = body
         self.content_type = content_type
-        self.etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        self.last_modified = last_modified
+        digest = hashlib.sha256(content_type.encode() + b"\0" + body).hexdigest()[:32]
+        self.etag = f'"{digest}"'
+        self._gz = None
+
+    @property
+    def gzipped(self):
+        """(body, etag) of the gzip-encoded representation."""
+        if self._gz is None:
+            self._gz = (gzip.compress(self.body, compresslevel=6, mtime=0),
+                        self.etag[:-1] + '-gz"')
+        return self._gz
 
 
 def _version_key(f):
@@ -69,6 +103,15 @@ def _version_key(f):
         return (1, f.version, f.filename)
 
 
+def sort_versions(versions):
+    def key(v):
+        try:
+            return (0, Version(v))
+        except InvalidVersion:  # pragma: no cover
+            return (1, v)
+    return sorted(versions, key=key)
+
+
 _HEAD = (
     '<!DOCTYPE html>\n<html>\n<head>\n'
     f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
@@ -76,7 +119,7 @@ _HEAD = (
 )
 
 
-def render_root(projects):
+def render_root_html(projects):
     out = [_HEAD.format(title="Simple index")]
     for name in sorted(projects):
         out.append(f'<a href="{escape(name)}/">{escape(name)}</a><br>\n')
@@ -84,17 +127,62 @@ def render_root(projects):
     return "".join(out).encode("utf-8")
 
 
-def render_project(name, files):
+def render_root_json(projects):
+    return json.dumps({
+        "meta": {"api-version": API_VERSION},
+        "projects": [{"name": name} for name in sorted(projects)],
+    }, separators=(",", ":")).encode("utf-8")
+
+
+def render_project_html(name, files, yanks):
     title = f"Links for {escape(name)}"
     out = [_HEAD.format(title=title), f"<h1>{title}</h1>\n"]
     for f in sorted(files, key=_version_key):
         attrs = ""
         if f.requires_python:
-            attrs = f' data-requires-python="{escape(f.requires_python, quote=True)}"'
+            attrs += f' data-requires-python="{escape(f.requires_python, quote=True)}"'
+        if f.core_metadata:
+            value = f"sha256={f.metadata_sha256}"
+            attrs += f' data-dist-info-metadata="{value}" data-core-metadata="{value}"'
+        if f.version in yanks:
+            attrs += f' data-yanked="{escape(yanks[f.version], quote=True)}"'
         href = f"../../{f.url_path}#sha256={f.sha256}"
         out.append(f'<a href="{escape(href, quote=True)}"{attrs}>{escape(f.filename)}</a><br>\n')
     out.append("</body>\n</html>\n")
     return "".join(out).encode("utf-8")
+
+
+def render_project_json(name, files, yanks):
+    entries = []
+    versions = set()
+    for f in sorted(files, key=_version_key):
+        versions.add(f.version)
+        metadata = {"sha256": f.metadata_sha256} if f.core_metadata else False
+        yanked = yanks.get(f.version)
+        entries.append({
+            "filename": f.filename,
+            "url": f"../../{f.url_path}",
+            "hashes": {"sha256": f.sha256},
+            "requires-python": f.requires_python,
+            "core-metadata": metadata,
+            "dist-info-metadata": metadata,
+            "yanked": (yanked or True) if yanked is not None else False,
+            "size": f.size,
+            "upload-time": iso8601(f.upload_time),
+        })
+    return json.dumps({
+        "meta": {"api-version": API_VERSION},
+        "name": name,
+        "versions": sort_versions(versions),
+        "files": entries,
+    }, separators=(",", ":")).encode("utf-8")
+
+
+_RENDERERS = {
+    HTML: (render_root_html, render_project_html),
+    HTML_V1: (render_root_html, render_project_html),
+    JSON: (render_root_json, render_project_json),
+}
 
 
 class RepositoryIndex:
@@ -103,18 +191,21 @@ class RepositoryIndex:
 
     @ivar held: every normalised project name this repository has ever held
         (it is never redirected to an extra index).
+    @ivar yanks: {project: {version: reason}} (PEP 592; "" for no reason).
     @ivar ready: True once the first listing of the backend has been applied.
     """
 
-    HTML = "text/html; charset=utf-8"
-
-    def __init__(self, name):
+    def __init__(self, name, clock=time.time):
         self.name = name
         self._files = {}        # filename -> DistFile
         self._projects = {}     # normalised name -> {filename: DistFile}
-        self._pages = {}        # normalised name -> Page
-        self._root = None
+        self._pages = {}        # (normalised name, content type) -> Page
+        self._roots = {}        # content type -> Page
+        self._changed_at = {}   # normalised name -> time of its last change
+        self._root_changed_at = clock()
+        self._clock = clock
         self.held = set()
+        self.yanks = {}
         self.ready = False
         self.generation = 0
 
@@ -139,26 +230,39 @@ class RepositoryIndex:
     def has_held(self, name):
         return name in self._projects or name in self.held
 
-    def root_page(self):
-        if self._root is None:
-            self._root = Page(render_root(self._projects), self.HTML)
-        return self._root
+    def changed_at(self, name):
+        return self._changed_at.get(name, self._root_changed_at)
 
-    def project_page(self, name):
+    def root_page(self, content_type=HTML):
+        page = self._roots.get(content_type)
+        if page is None:
+            body = _RENDERERS[content_type][0](self._projects)
+            page = self._roots[content_type] = Page(body, content_type, self._root_changed_at)
+        return page
+
+    def project_page(self, name, content_type=HTML):
         """The rendered page of a normalised project name, or None."""
-        page = self._pages.get(name)
+        key = (name, content_type)
+        page = self._pages.get(key)
         if page is None:
             files = self._projects.get(name)
             if not files:
                 return None
-            page = self._pages[name] = Page(render_project(name, files.values()), self.HTML)
+            body = _RENDERERS[content_type][1](name, files.values(), self.yanks.get(name, {}))
+            page = self._pages[key] = Page(body, content_type, self._changed_at[name])
         return page
 
     # -- changing
 
     def _changed(self, project):
-        self._pages.pop(project, None)
+        for content_type in _RENDERERS:
+            self._pages.pop((project, content_type), None)
+        self._changed_at[project] = self._clock()
         self.generation += 1
+
+    def _root_changed(self):
+        self._roots.clear()
+        self._root_changed_at = self._clock()
 
     def add(self, f):
         """Add or replace one file."""
@@ -169,7 +273,7 @@ class RepositoryIndex:
         files = self._projects.get(f.project)
         if files is None:
             files = self._projects[f.project] = {}
-            self._root = None
+            self._root_changed()
         files[f.filename] = f
         self.held.add(f.project)
         self._changed(f.project)
@@ -182,7 +286,7 @@ class RepositoryIndex:
         del files[filename]
         if not files:
             del self._projects[f.project]
-            self._root = None
+            self._root_changed()
         self._changed(f.project)
         return f
 
@@ -204,3 +308,9 @@ class RepositoryIndex:
         self.ready = True
         return added, len(removed)
 
+    def set_yanks(self, yanks):
+        """Replace every yank: {project: {version: reason}}."""
+        for project in set(yanks) | set(self.yanks):
+            if yanks.get(project) != self.yanks.get(project):
+                self._changed(project)
+        self.yanks = {p: dict(v) for p, v in yanks.items() if v}

@@ -91,17 +91,57 @@ def read_metadata(path, kind, filename):
     return sdist_metadata(path, filename)
 
 
+def core_metadata_servable(kind, msg):
+    """
+    May this metadata be served on its own (PEP 658)? Always for wheels; for
+    sdists only when it is static: Metadata-Version 2.2 or later and no
+    Dynamic fields (PEP 643), else it may not be what an install produces.
+    """
+    if kind == "bdist_wheel":
+        return True
+    try:
+        major, minor = (int(x) for x in str(msg.get("Metadata-Version", "0.0")).split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (2, 2) and not msg.get_all("Dynamic")
+
+
+def requires_python_of(msg):
+    value = msg.get("Requires-Python")
+    if value is None:
+        return None
+    return " ".join(str(value).split()) or None
+
+
+class Inspection:
+    """What an index needs from a file's metadata."""
+
+    __slots__ = ("raw", "requires_python", "servable")
+
+    def __init__(self, raw, requires_python, servable):
+        self.raw = raw
+        self.requires_python = requires_python
+        self.servable = servable
+
+
+def inspect(path, kind, filename):
+    """
+    Read a distribution's core metadata once: raw bytes, Requires-Python,
+    and whether it may be served (PEP 658).
+
+    @raise MetadataError: unreadable archive or no metadata.
+    """
+    raw = read_metadata(path, kind, filename)
+    msg = parse_metadata(raw)
+    return Inspection(raw, requires_python_of(msg), core_metadata_servable(kind, msg))
+
+
 def requires_python(path, kind, filename):
     """
     The distribution's C{Requires-Python}, or None if it has none or its
     metadata cannot be read (an index serves such files without it).
     """
     try:
-        msg = parse_metadata(read_metadata(path, kind, filename))
+        return inspect(path, kind, filename).requires_python
     except MetadataError:
         return None
-    value = msg.get("Requires-Python")
-    if value is None:
-        return None
-    value = " ".join(str(value).split())
-    return value or None

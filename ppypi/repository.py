@@ -42,6 +42,7 @@ class Repository:
         self.last_sync = None
         self.syncs = 0
         self._locks = {}            # filename -> DeferredLock
+        self._yank_lock = DeferredLock()
         self._changes = None        # {filename: DistFile or None} while a scan runs
 
     def _load_held(self):
@@ -72,6 +73,9 @@ class Repository:
                 self.index.held |= held
                 self._held_saved = frozenset(held)
             started = self._clock.seconds()
+            # Yanks are kept by the backend (another instance may change them).
+            if not self._yanking:
+                self.index.set_yanks(await self.backend.load_yanks())
             self._changes = {}
             try:
                 result = await self.backend.list_files()
@@ -176,6 +180,39 @@ class Repository:
             self.log.info("repository {repo}: removed {files}", repo=self.name,
                           files=", ".join(removed))
         return removed
+
+    @property
+    def _yanking(self):
+        return self._yank_lock.locked
+
+    async def yank(self, project, version, reason):
+        """
+        Yank (C{reason}: a string, maybe empty) or unyank (None) a release,
+        as the backend keeps it, then in the index.
+
+        @return: the filenames of the release (empty: no such release).
+        """
+        files = [f.filename for f in self.index.project_files(project) if f.version == version]
+        if not files:
+            return files
+        await self._yank_lock.acquire()
+        try:
+            yanks = await self.backend.load_yanks()
+            versions = yanks.setdefault(project, {})
+            if reason is None:
+                versions.pop(version, None)
+            else:
+                versions[version] = reason
+            if not versions:
+                del yanks[project]
+            await self.backend.save_yanks(yanks)
+            self.index.set_yanks(yanks)
+        finally:
+            self._yank_lock.release()
+        self.log.info("repository {repo}: {what} {project} {version}", repo=self.name,
+                      what="yanked" if reason is not None else "unyanked",
+                      project=project, version=version)
+        return files
 
     def status(self):
         return {

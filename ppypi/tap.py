@@ -20,7 +20,8 @@ from .auth import Authenticator, load_or_create_token
 from .backends.filesystem import FilesystemBackend
 from .config import ConfigError, load_admin_secret, load_config
 from .repository import Repository
-from .web.app import IndexSite, RepositoryApp, Root
+from .web.app import RepositoryApp
+from .web.site import IndexSite, Root
 
 log = Logger()
 

@@ -4,8 +4,10 @@ the extra-index redirect and hostile paths.
 """
 
 import hashlib
+import io
 import os
 import re
+import zipfile
 
 import pytest
 import pytest_twisted
@@ -49,7 +51,7 @@ async def test_root_page_lists_normalised_projects(corpus_server):
     r, body = await corpus_server.get("/simple/")
     assert r.code == 200
     assert header(r, "Content-Type") == "text/html; charset=utf-8"
-    assert b'<meta name="pypi:repository-version" content="1.0">' in body
+    assert b'<meta name="pypi:repository-version" content="1.1">' in body
     assert [(h, t) for h, _, t in links(body)] == [
         (f"bench-pkg-0000{i}/", f"bench-pkg-0000{i}") for i in range(3)]
     assert r.length == len(body)
@@ -70,9 +72,20 @@ async def test_project_page_links_hashes_and_requires_python(corpus_server):
         assert fragment == hashlib.sha256(data).hexdigest()
         assert path == f"../../packages/bench-pkg-00001/{text}"
         if text.endswith(".whl"):
-            assert attrs == ' data-requires-python="&gt;=3.8"'
+            meta = zipfile.ZipFile(io.BytesIO(data)).read(
+                text.split("-")[0] + "-" + text.split("-")[1] + ".dist-info/METADATA")
+            digest = hashlib.sha256(meta).hexdigest()
+            assert attrs == (' data-requires-python="&gt;=3.8"'
+                             f' data-dist-info-metadata="sha256={digest}"'
+                             f' data-core-metadata="sha256={digest}"')
+            r, served = await corpus_server.get(f"/packages/bench-pkg-00001/{text}.metadata")
+            assert (r.code, served) == (200, meta)
         else:
+            # make_corpus writes Metadata-Version 2.1 sdists: not served (PEP 658
+            # allows sdist metadata only from 2.2 on, without Dynamic).
             assert attrs == ""
+            r, _ = await corpus_server.get(f"/packages/bench-pkg-00001/{text}.metadata")
+            assert r.code == 404
 
 
 @pytest.mark.parametrize("name", ["Bench_Pkg.00001", "BENCH-PKG-00001", "bench__pkg--00001",

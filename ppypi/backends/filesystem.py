@@ -13,15 +13,18 @@ import hashlib
 import json
 import os
 import threading
+import time
 
 from twisted.logger import Logger
 
 from ..index import DistFile
 from ..names import InvalidFilename, parse_filename
-from ..metadata import requires_python
+from ..metadata import MetadataError, inspect
 from . import BackendError, FileMissing
 
-CACHE_VERSION = 1
+# Cache entries: [size, mtime_ns, sha256, requires_python, metadata_sha256,
+# core_metadata (servable), upload_time]
+CACHE_VERSION = 2
 _HASH_CHUNK = 1 << 20
 
 
@@ -44,14 +47,18 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def write_atomically(path, data):
-    """Write bytes to C{path} so that readers see the old or the new file, whole."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+def write_atomically(path, data, sync=True):
+    """
+    Write bytes to C{path} so that readers see the old or the new file,
+    whole. With C{sync}, also durably (fsync of the file and the folder).
+    """
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -59,7 +66,8 @@ def write_atomically(path, data):
         except OSError:
             pass
         raise
-    fsync_dir(os.path.dirname(path) or ".")
+    if sync:
+        fsync_dir(os.path.dirname(path) or ".")
 
 
 class ScanResult:
@@ -73,14 +81,59 @@ class ScanResult:
         self.cache_changed = cache_changed
 
 
-def scan_folder(folder, cache, exclude=(), warned=frozenset()):
+class MetadataStore:
+    """
+    Core metadata files, content-addressed (sha256), in a folder of the
+    server's state: extracted once from each archive, served as they are.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def path(self, sha256):
+        return os.path.join(self.folder, f"{sha256}.metadata")
+
+    def put(self, raw):
+        """Store bytes (blocking); return their sha256."""
+        sha256 = hashlib.sha256(raw).hexdigest()
+        path = self.path(sha256)
+        if not os.path.exists(path):
+            os.makedirs(self.folder, exist_ok=True)
+            write_atomically(path, raw, sync=False)
+        return sha256
+
+    def get(self, sha256):
+        """The bytes (blocking), or None."""
+        try:
+            with open(self.path(sha256), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+
+def inspect_file(path, kind, filename, store):
+    """
+    (requires_python, metadata_sha256, servable) of a distribution file,
+    storing its metadata. A file whose metadata cannot be read is still
+    served, without them.
+    """
+    try:
+        found = inspect(path, kind, filename)
+    except MetadataError:
+        return None, None, False
+    sha256 = store.put(found.raw) if store is not None else hashlib.sha256(found.raw).hexdigest()
+    return found.requires_python, sha256, found.servable
+
+
+def scan_folder(folder, cache, exclude=(), warned=frozenset(), store=None):
     """
     List the distribution files below C{folder}.
 
     Blocking: run it in a thread.
 
-    @param cache: {relpath: [size, mtime_ns, sha256, requires_python]} from
-        earlier scans; only files whose size or mtime differ are read.
+    @param cache: {relpath: entry} from earlier scans (see CACHE_VERSION);
+        only files whose size or mtime differ are read.
+    @param store: the L{MetadataStore} that extracted metadata goes to.
     @param exclude: absolute folders not to descend into (other repositories).
     @param warned: relpaths already warned about (each is warned about once).
     @return: (L{ScanResult}, new cache)
@@ -128,22 +181,24 @@ def scan_folder(folder, cache, exclude=(), warned=frozenset()):
             key = [st.st_size, st.st_mtime_ns]
             entry_cache = cache.get(relpath)
             if entry_cache is not None and entry_cache[:2] == key:
-                sha256, rp = entry_cache[2], entry_cache[3]
+                sha256, rp, meta_sha, servable, uploaded = entry_cache[2:7]
             else:
                 try:
                     sha256 = sha256_file(entry.path)
-                    rp = requires_python(entry.path, dist.kind, name)
+                    rp, meta_sha, servable = inspect_file(entry.path, dist.kind, name, store)
                 except OSError:
                     continue
+                # Dropped in by hand: its upload time is its mtime.
+                uploaded = st.st_mtime_ns / 1e9
                 hashed += 1
-            new_cache[relpath] = key + [sha256, rp]
+            new_cache[relpath] = key + [sha256, rp, meta_sha, servable, uploaded]
             if name in files:
                 if relpath not in warned:
                     warnings.append((relpath, f"skipped, {name} is also at {files[name].location}"))
                 continue
             files[name] = DistFile(
                 name, dist.project, dist.version, dist.kind, sha256, st.st_size,
-                st.st_mtime_ns / 1e9, rp, relpath)
+                st.st_mtime_ns / 1e9, rp, relpath, meta_sha, servable, uploaded)
     changed = new_cache != cache
     return ScanResult(list(files.values()), hashed, skipped, warnings, changed), new_cache
 
@@ -164,6 +219,8 @@ class FilesystemBackend:
         self.exclude = tuple(exclude)
         self._run = run_in_thread
         self._cache_path = os.path.join(state_dir, "files.json")
+        self._yanks_path = os.path.join(state_dir, "yanked.json")
+        self.metadata = MetadataStore(os.path.join(state_dir, "metadata"))
         self._cache = None
         self._warned = set()
         # Files stored since the last scan, for the persisted cache:
@@ -218,7 +275,8 @@ class FilesystemBackend:
         with self._stored_lock:
             stored, self._stored = self._stored, {}
         cache = dict(self._cache, **stored)
-        result, new_cache = scan_folder(self.folder, cache, self.exclude, self._warned)
+        result, new_cache = scan_folder(self.folder, cache, self.exclude, self._warned,
+                                        self.metadata)
         if result.cache_changed or stored:
             os.makedirs(self.state_dir, exist_ok=True)
             data = {"version": CACHE_VERSION, "folder": self.folder, "files": new_cache}
@@ -291,12 +349,16 @@ class FilesystemBackend:
                 return status, None
         fsync_dir(os.path.dirname(final))
         st = os.stat(final)
+        meta_sha = self.metadata.put(checked.metadata)
+        uploaded = time.time()
         with self._stored_lock:
             self._stored[relpath] = [st.st_size, st.st_mtime_ns, upload.sha256,
-                                     checked.requires_python]
+                                     checked.requires_python, meta_sha, checked.servable,
+                                     uploaded]
         dist = DistFile(dist_name.filename, dist_name.project, dist_name.version,
                         dist_name.kind, upload.sha256, st.st_size, st.st_mtime_ns / 1e9,
-                        checked.requires_python, relpath)
+                        checked.requires_python, relpath, meta_sha, checked.servable,
+                        uploaded)
         return status, dist
 
     async def store(self, upload, checked, overwrite=False):
@@ -319,3 +381,33 @@ class FilesystemBackend:
 
     async def delete(self, dist):
         await self._run(self._delete, dist)
+
+    async def read_metadata(self, sha256):
+        """The stored core metadata bytes with this sha256, or None."""
+        return await self._run(self.metadata.get, sha256)
+
+    def _load_yanks(self):
+        try:
+            with open(self._yanks_path, "rb") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}
+        if not isinstance(data, dict) or not all(
+                isinstance(v, dict) and all(isinstance(r, str) for r in v.values())
+                for v in data.values()):
+            raise BackendError(f"{self._yanks_path}: not a yank record")
+        return data
+
+    async def load_yanks(self):
+        """{project: {version: reason}}, as kept by this backend."""
+        try:
+            return await self._run(self._load_yanks)
+        except ValueError as e:
+            raise BackendError(f"{self._yanks_path}: {e}") from None
+
+    def _save_yanks(self, yanks):
+        os.makedirs(self.state_dir, exist_ok=True)
+        write_atomically(self._yanks_path, json.dumps(yanks, sort_keys=True, indent=1).encode())
+
+    async def save_yanks(self, yanks):
+        await self._run(self._save_yanks, yanks)

@@ -3,26 +3,29 @@ The index of one repository: PEP 503 pages, files, and its home page.
 """
 
 import errno
+import hashlib
 import json
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from html import escape
+from urllib.parse import parse_qs
 
 from klein import Klein
 from packaging.version import InvalidVersion, Version
 from twisted.logger import Logger
-from twisted.web import server
-from twisted.web.resource import Resource
 
 from ..auth import READ, WRITE, needs_credentials, parse_basic, permitted
 from ..backends import BackendError, FileMissing
 from ..names import MAX_FILENAME, is_valid_name, normalize
 from ..repository import FileConflict
 from . import files as filesmod
-from . import multipart
+from . import multipart, pypi_json
 from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable
-from .upload import MULTIPART_OVERHEAD, PPyPIRequest, UploadError, check_upload, safe_reason
+from .negotiate import JSON, NotAcceptableFormat, negotiate
+from .upload import UploadError, check_upload, safe_reason
 
-PAGE_MAX_AGE = 60
+# Pages smaller than this are not worth compressing.
+GZIP_MIN_BYTES = 512
+MAX_YANK_REASON = 1000
 
 
 def _etag_matches(request, etag):
@@ -37,6 +40,40 @@ def _etag_matches(request, etag):
 
 def _http_date(seconds):
     return formatdate(seconds, usegmt=True)
+
+
+def _not_modified(request, etag, last_modified):
+    """Is the client's copy current? If-None-Match wins over If-Modified-Since."""
+    if request.getHeader("if-none-match") is not None:
+        return _etag_matches(request, etag)
+    since = request.getHeader("if-modified-since")
+    if since and last_modified is not None:
+        try:
+            return int(last_modified) <= parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+    return False
+
+
+def _accepts_gzip(request):
+    """Does Accept-Encoding allow gzip (with a q above 0)?"""
+    header = request.getHeader("accept-encoding")
+    if not header:
+        return False
+    for item in header[:1024].split(","):
+        coding, *params = [p.strip() for p in item.split(";")]
+        if coding.lower() not in ("gzip", "x-gzip"):
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        return q > 0
+    return False
 
 
 class RepositoryApp:
@@ -106,15 +143,37 @@ class RepositoryApp:
 
     # -- pages
 
+    def _cache_control(self):
+        config = self.repository.config
+        scope = "private" if needs_credentials(config, READ) else "public"
+        return f"{scope}, max-age={config.page_max_age}"
+
     def _send_page(self, request, page):
-        request.setHeader("Content-Type", page.content_type)
-        request.setHeader("ETag", page.etag)
-        request.setHeader("Cache-Control", f"max-age={PAGE_MAX_AGE}")
-        if _etag_matches(request, page.etag):
+        """A rendered page, with validators, gzip when asked, and 304s."""
+        request.setHeader("Vary", "Accept, Accept-Encoding")
+        ctype = page.content_type
+        request.setHeader("Content-Type", ctype if ctype == JSON else ctype + "; charset=utf-8")
+        request.setHeader("Cache-Control", self._cache_control())
+        request.setHeader("Last-Modified", _http_date(page.last_modified))
+        body, etag = page.body, page.etag
+        if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
+            body, etag = page.gzipped
+            request.setHeader("Content-Encoding", "gzip")
+        request.setHeader("ETag", etag)
+        if _not_modified(request, etag, page.last_modified):
             request.setResponseCode(304)
             return b""
-        request.setHeader("Content-Length", str(len(page.body)))
-        return page.body
+        request.setHeader("Content-Length", str(len(body)))
+        return body
+
+    @staticmethod
+    def _content_type(request):
+        fmt = request.args.get(b"format", [None])[0]
+        try:
+            return negotiate(request.getHeader("accept"),
+                             fmt.decode("utf-8", "replace") if fmt is not None else None)
+        except NotAcceptableFormat:
+            raise HTTPError("Unsupported format", 406) from None
 
     def _require_ready(self):
         if not self.index.ready:
@@ -123,8 +182,9 @@ class RepositoryApp:
     @app.route("/simple/", methods=["GET", "HEAD"])
     async def simple_root(self, request):
         await self._authorize(request, READ)
+        content_type = self._content_type(request)
         self._require_ready()
-        return self._send_page(request, self.index.root_page())
+        return self._send_page(request, self.index.root_page(content_type))
 
     @app.route("/simple/<string:name>/", methods=["GET", "HEAD"])
     async def simple_project(self, request, name):
@@ -137,7 +197,7 @@ class RepositoryApp:
             request.setResponseCode(301)
             request.setHeader("Location", path + b"/" + normalized.encode() + b"/")
             return b""
-        page = self.index.project_page(normalized)
+        page = self.index.project_page(normalized, self._content_type(request))
         if page is not None:
             return self._send_page(request, page)
         return self._unknown_project(request, normalized)
@@ -168,6 +228,8 @@ class RepositoryApp:
         await self._authorize(request, READ)
         if len(filename) > MAX_FILENAME:
             raise NotFound("no such file")
+        if filename.endswith(".metadata"):
+            return await self._core_metadata(request, project, filename[:-len(".metadata")])
         dist = self.index.file(filename)
         if dist is None or dist.project != project:
             raise NotFound("no such file")
@@ -205,6 +267,131 @@ class RepositoryApp:
             return b""
         await filesmod.stream(request, fileobj, start, length, self._run)
         return None
+
+    async def _core_metadata(self, request, project, filename):
+        """PEP 658: the file's core metadata, as it is in the archive."""
+        dist = self.index.file(filename)
+        if dist is None or dist.project != project or not dist.core_metadata:
+            raise NotFound("no such file")
+        etag = f'"{dist.metadata_sha256}"'
+        request.setHeader("ETag", etag)
+        request.setHeader("Cache-Control", "public, max-age=31536000, immutable")
+        request.setHeader("Content-Type", "text/plain; charset=utf-8")
+        if _not_modified(request, etag, None):
+            request.setResponseCode(304)
+            return b""
+        data = await self.repository.backend.read_metadata(dist.metadata_sha256)
+        if data is None:
+            raise NotFound("no such file")
+        request.setHeader("Content-Length", str(len(data)))
+        return data
+
+    # -- Warehouse's JSON API
+
+    @app.route("/pypi/<string:name>/json", methods=["GET", "HEAD"])
+    async def pypi_project_json(self, request, name):
+        return await self._pypi_json(request, name, None)
+
+    @app.route("/pypi/<string:name>/<string:version>/json", methods=["GET", "HEAD"])
+    async def pypi_release_json(self, request, name, version):
+        return await self._pypi_json(request, name, version)
+
+    async def _pypi_json(self, request, name, version):
+        await self._authorize(request, READ)
+        self._require_ready()
+        if not is_valid_name(name):
+            raise NotFound("not a valid project name")
+        project = normalize(name)
+        if project != name:
+            request.setResponseCode(301)
+            tail = f"{version}/json" if version else "json"
+            request.setHeader("Location", f"{_base_url(request)}pypi/{project}/{tail}")
+            return b""
+        files = list(self.index.project_files(project))
+        if not files:
+            raise NotFound(f"no project {project}")
+        yanks = self.index.yanks.get(project, {})
+        versions = {f.version for f in files}
+        if version is not None:
+            try:
+                version = str(Version(version))
+            except InvalidVersion:
+                raise NotFound("no such version") from None
+            if version not in versions:
+                raise NotFound(f"{project} has no version {version}")
+        chosen = version or pypi_json.choose_version(versions, yanks)
+        source = pypi_json.metadata_file([f for f in files if f.version == chosen])
+        raw = None
+        if source is not None:
+            raw = await self.repository.backend.read_metadata(source.metadata_sha256)
+        body = pypi_json.render(project, files, chosen, raw, _base_url(request), yanks,
+                                with_releases=version is None)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        request.setHeader("Content-Type", "application/json")
+        request.setHeader("Cache-Control", self._cache_control())
+        request.setHeader("ETag", etag)
+        if _not_modified(request, etag, None):
+            request.setResponseCode(304)
+            return b""
+        request.setHeader("Content-Length", str(len(body)))
+        return body
+
+    # -- yanking (PEP 592)
+
+    @app.route("/yank/<string:name>/<string:version>", methods=["POST", "DELETE"])
+    async def yank(self, request, name, version):
+        """
+        POST yanks a release (C{reason} from a form body or the query),
+        DELETE unyanks it. Write permission is needed.
+        """
+        await self._authorize(request, WRITE)
+        self._require_ready()
+        if not is_valid_name(name):
+            raise NotFound("not a valid project name")
+        try:
+            version = str(Version(version))
+        except InvalidVersion:
+            raise HTTPError("Invalid version") from None
+        reason = None
+        if request.method == b"POST":
+            reason = self._yank_reason(request)
+        project = normalize(name)
+        try:
+            files = await self.repository.yank(project, version, reason)
+        except BackendError as e:
+            raise Unavailable(str(e)) from None
+        if not files:
+            raise NotFound(f"{project} has no version {version}")
+        request.setHeader("Content-Type", "application/json")
+        return json.dumps({"project": project, "version": version,
+                           "yanked": reason is not None, "reason": reason,
+                           "files": files}, indent=1).encode() + b"\n"
+
+    @staticmethod
+    def _yank_reason(request):
+        values = request.args.get(b"reason", [])
+        ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+        if ctype == "application/x-www-form-urlencoded":
+            request.content.seek(0)
+            body = request.content.read(MAX_YANK_REASON * 4 + 1)
+            if len(body) > MAX_YANK_REASON * 4:
+                raise HTTPError("Form too large", 413)
+            try:
+                form = parse_qs(body.decode("utf-8"), strict_parsing=False)
+            except UnicodeDecodeError:
+                raise HTTPError("Form is not UTF-8") from None
+            values = [v.encode() for v in form.get("reason", [])] + values
+        if len(values) > 1:
+            raise HTTPError("Give one reason")
+        try:
+            reason = values[0].decode("utf-8") if values else ""
+        except UnicodeDecodeError:
+            raise HTTPError("Reason is not UTF-8") from None
+        if len(reason) > MAX_YANK_REASON:
+            raise HTTPError(f"Reason longer than {MAX_YANK_REASON} characters")
+        if any(ord(c) < 0x20 and c not in "\t" for c in reason):
+            raise HTTPError("Reason contains control characters")
+        return reason
 
     # -- uploads
 
@@ -316,82 +503,3 @@ def _base_url(request):
     prefix = b"/".join(request.prepath).decode("utf-8", "replace")
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     return f"{scheme}://{host}{prefix}"
-
-
-class Root(Resource):
-    """
-    The top of the server: C{/R/...} goes to repository R, C{/health} answers
-    for the server, anything else goes to the first repository.
-    """
-
-    def __init__(self, apps, repositories):
-        super().__init__()
-        self._apps = {name: app.resource() for name, app in apps.items()}
-        self._default = next(iter(self._apps.values()))
-        self._repositories = repositories
-        self.putChild(b"health", Health(repositories))
-
-    def getChild(self, path, request):
-        try:
-            name = path.decode("ascii")
-        except UnicodeDecodeError:
-            name = None
-        if name in self._apps:
-            return self._apps[name]
-        # Not a repository name: the first repository serves this path whole,
-        # unless the Basic-auth username names another repository
-        # (private-pypi's clients select the repository that way).
-        request.postpath.insert(0, request.prepath.pop())
-        return self._apps.get(_username(request), self._default)
-
-
-def _username(request):
-    try:
-        credentials = parse_basic(request.getHeader("authorization"))
-    except ValueError:
-        return None
-    return credentials.username if credentials else None
-
-
-class IndexSite(server.Site):
-    """
-    The HTTP site: requests are L{PPyPIRequest}s, whose bodies are spooled
-    to C{spool_dir} and limited by C{max_body(path)}.
-    """
-
-    def __init__(self, resource, spool_dir, limits, **kwargs):
-        super().__init__(resource, requestFactory=PPyPIRequest, **kwargs)
-        self.spool_dir = spool_dir
-        self._limits = {name.encode(): limit + MULTIPART_OVERHEAD for name, limit in limits.items()}
-        self._largest = max(self._limits.values())
-
-    def max_body(self, path):
-        """The largest body accepted for a request line's path."""
-        first = (path or b"").split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
-        if first in self._limits:
-            return self._limits[first]
-        # Other paths may reach any repository (private-pypi clients choose
-        # it by username); each repository's own limit is checked as the
-        # file part is read.
-        return self._largest
-
-
-class Health(Resource):
-    isLeaf = True
-
-    def __init__(self, repositories):
-        super().__init__()
-        self._repositories = repositories
-
-    def render_GET(self, request):
-        statuses = {r.name: r.status() for r in self._repositories}
-        ok = all(s["ok"] for s in statuses.values())
-        request.setResponseCode(200 if ok else 503)
-        if not ok:
-            request.setHeader("Retry-After", "30")
-        request.setHeader("Content-Type", "application/json")
-        request.setHeader("Cache-Control", "no-store")
-        return json.dumps({"status": "ok" if ok else "failing",
-                           "repositories": statuses}, indent=1).encode() + b"\n"
-
-    render_HEAD = render_GET

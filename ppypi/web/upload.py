@@ -10,7 +10,8 @@ import tempfile
 from packaging.version import InvalidVersion, Version
 from twisted.web import server
 
-from ..metadata import MetadataError, parse_metadata, read_metadata
+from ..metadata import (MetadataError, core_metadata_servable, parse_metadata,
+                        read_metadata, requires_python_of)
 from ..names import InvalidFilename, is_safe_filename, is_valid_name, normalize, parse_filename
 
 # Room for the form fields around the file part.
@@ -113,11 +114,13 @@ def _one(fields, name, required=True):
 
 
 class CheckedUpload:
-    """An upload that passed every check."""
+    """An upload that passed every check, with its core metadata."""
 
-    def __init__(self, dist, requires_python):
+    def __init__(self, dist, metadata, requires_python, servable):
         self.dist = dist
+        self.metadata = metadata
         self.requires_python = requires_python
+        self.servable = servable
 
 
 def check_upload(fields, upload):
@@ -165,7 +168,8 @@ def check_upload(fields, upload):
         if claimed is not None and not hmac.compare_digest(claimed.strip().lower(), actual):
             raise UploadError(f"The {field} supplied does not match the uploaded file")
     try:
-        metadata = parse_metadata(read_metadata(upload.path, dist.kind, filename))
+        raw = read_metadata(upload.path, dist.kind, filename)
+        metadata = parse_metadata(raw)
     except MetadataError as e:
         raise UploadError(f"Invalid distribution file: {e}") from None
     meta_name = metadata.get("Name")
@@ -181,9 +185,8 @@ def check_upload(fields, upload):
         if not same_version:
             raise UploadError(f"Version in the file's metadata ({meta_version}) does not "
                               f"match the filename ({filename})")
-    rp = metadata.get("Requires-Python")
-    rp = " ".join(str(rp).split()) if rp is not None else None
-    return CheckedUpload(dist, rp or None)
+    return CheckedUpload(dist, raw, requires_python_of(metadata),
+                         core_metadata_servable(dist.kind, metadata))
 
 
 def safe_reason(message):

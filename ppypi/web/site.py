@@ -1,0 +1,90 @@
+"""
+The top of the server's resource tree, its Site, and /health.
+"""
+
+import json
+
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from ..auth import parse_basic
+from .upload import MULTIPART_OVERHEAD, PPyPIRequest
+
+
+class Root(Resource):
+    """
+    The top of the server: C{/R/...} goes to repository R, C{/health} answers
+    for the server, anything else goes to the first repository.
+    """
+
+    def __init__(self, apps, repositories):
+        super().__init__()
+        self._apps = {name: app.resource() for name, app in apps.items()}
+        self._default = next(iter(self._apps.values()))
+        self._repositories = repositories
+        self.putChild(b"health", Health(repositories))
+
+    def getChild(self, path, request):
+        try:
+            name = path.decode("ascii")
+        except UnicodeDecodeError:
+            name = None
+        if name in self._apps:
+            return self._apps[name]
+        # Not a repository name: the first repository serves this path whole,
+        # unless the Basic-auth username names another repository
+        # (private-pypi's clients select the repository that way).
+        request.postpath.insert(0, request.prepath.pop())
+        return self._apps.get(_username(request), self._default)
+
+
+def _username(request):
+    try:
+        credentials = parse_basic(request.getHeader("authorization"))
+    except ValueError:
+        return None
+    return credentials.username if credentials else None
+
+
+class IndexSite(server.Site):
+    """
+    The HTTP site: requests are L{PPyPIRequest}s, whose bodies are spooled
+    to C{spool_dir} and limited by C{max_body(path)}.
+    """
+
+    def __init__(self, resource, spool_dir, limits, **kwargs):
+        super().__init__(resource, requestFactory=PPyPIRequest, **kwargs)
+        self.spool_dir = spool_dir
+        self._limits = {name.encode(): limit + MULTIPART_OVERHEAD for name, limit in limits.items()}
+        self._largest = max(self._limits.values())
+
+    def max_body(self, path):
+        """The largest body accepted for a request line's path."""
+        first = (path or b"").split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
+        if first in self._limits:
+            return self._limits[first]
+        # Other paths may reach any repository (private-pypi clients choose
+        # it by username); each repository's own limit is checked as the
+        # file part is read.
+        return self._largest
+
+
+class Health(Resource):
+    isLeaf = True
+
+    def __init__(self, repositories):
+        super().__init__()
+        self._repositories = repositories
+
+    def render_GET(self, request):
+        statuses = {r.name: r.status() for r in self._repositories}
+        ok = all(s["ok"] for s in statuses.values())
+        request.setResponseCode(200 if ok else 503)
+        if not ok:
+            request.setHeader("Retry-After", "30")
+        request.setHeader("Content-Type", "application/json")
+        request.setHeader("Cache-Control", "no-store")
+        return json.dumps({"status": "ok" if ok else "failing",
+                           "repositories": statuses}, indent=1).encode() + b"\n"
+
+    render_HEAD = render_GET
