@@ -2,12 +2,19 @@
 The C{ppypi} command: helpers for administrators.
 
     ppypi passwd USER      print "USER:HASH" (bcrypt) for htpasswd or the config
+    ppypi yank URL NAME VERSION [--reason R] [--undo] [-u USER]
+                           yank (or unyank) a release on a running server
 """
 
 import argparse
+import base64
 import getpass
 import json
+import os
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import bcrypt
 
@@ -16,11 +23,11 @@ from .config import _USER_NAME
 BCRYPT_COST = 12
 
 
-def _read_password(stdin, prompt):
+def _read_password(stdin, prompt, confirm=True):
     """From a prompt on a terminal (asked twice), else the first line of stdin."""
     if stdin.isatty():
         first = getpass.getpass(prompt)
-        if getpass.getpass("again: ") != first:
+        if confirm and getpass.getpass("again: ") != first:
             raise SystemExit("ppypi passwd: the passwords differ")
         return first
     line = stdin.readline()
@@ -46,6 +53,40 @@ def passwd(args, stdin=None, stdout=None):
         stdout.write(f"{args.user}:{hashed}\n")
 
 
+def yank(args, stdin=None, stdout=None):
+    """Yank or unyank a release through the server's /yank/ endpoint."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    base = args.url if args.url.endswith("/") else args.url + "/"
+    if not base.startswith(("http://", "https://")):
+        raise SystemExit("ppypi yank: the URL must be http(s)://HOST[:PORT]/[REPOSITORY/]")
+    url = (base + "yank/" + urllib.parse.quote(args.name, safe="") + "/"
+           + urllib.parse.quote(args.version, safe=""))
+    headers = {}
+    if args.user:
+        password = os.environ.get("PPYPI_PASSWORD")
+        if password is None:
+            password = _read_password(stdin, f"password for {args.user}: ", confirm=False)
+        token = base64.b64encode(f"{args.user}:{password}".encode()).decode()
+        headers["Authorization"] = "Basic " + token
+    if args.undo:
+        request = urllib.request.Request(url, headers=headers, method="DELETE")
+    else:
+        body = urllib.parse.urlencode({"reason": args.reason}).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.load(response)
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"ppypi yank: {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise SystemExit(f"ppypi yank: {url}: {getattr(e, 'reason', e)}") from None
+    what = "yanked" if answer["yanked"] else "unyanked"
+    stdout.write(f"{what} {answer['project']} {answer['version']}: "
+                 f"{', '.join(answer['files'])}\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="ppypi", description="ppypi administration")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +100,17 @@ def main(argv=None):
     p.add_argument("--cost", type=int, default=BCRYPT_COST, choices=range(12, 18),
                    metavar="12-17", help="bcrypt cost (default 12)")
     p.set_defaults(func=passwd)
+    y = commands.add_parser(
+        "yank", help="yank (or unyank) a release on a running ppypi",
+        description="PEP 592: pip and uv skip a yanked release unless it is pinned "
+                    "with ==. The password comes from PPYPI_PASSWORD, the terminal or stdin.")
+    y.add_argument("url", help="the repository's URL: http://HOST:8888/ or http://HOST:8888/R/")
+    y.add_argument("name")
+    y.add_argument("version")
+    y.add_argument("--reason", default="", help="shown by installers that skip it")
+    y.add_argument("--undo", action="store_true", help="unyank")
+    y.add_argument("-u", "--user", help="a user with write permission")
+    y.set_defaults(func=yank)
     args = parser.parse_args(argv)
     args.func(args)
 

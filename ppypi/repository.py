@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+from packaging.version import Version
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
@@ -163,9 +164,7 @@ class Repository:
         Delete every file of one release; return the filenames deleted.
         """
         removed = []
-        for dist in list(self.index.project_files(project)):
-            if dist.version != version:
-                continue
+        for dist in self.release(project, version):
             lock = await self._locked(dist.filename)
             try:
                 if self.index.file(dist.filename) is not dist:
@@ -181,6 +180,11 @@ class Repository:
                           files=", ".join(removed))
         return removed
 
+    def release(self, project, version):
+        """The files of one release; versions compare as PEP 440 says (1.0 == 1.0.0)."""
+        wanted = Version(version)
+        return [f for f in self.index.project_files(project) if Version(f.version) == wanted]
+
     @property
     def _yanking(self):
         return self._yank_lock.locked
@@ -192,9 +196,11 @@ class Repository:
 
         @return: the filenames of the release (empty: no such release).
         """
-        files = [f.filename for f in self.index.project_files(project) if f.version == version]
-        if not files:
-            return files
+        release = self.release(project, version)
+        if not release:
+            return []
+        files = [f.filename for f in release]
+        version = release[0].version  # as the index spells it
         await self._yank_lock.acquire()
         try:
             yanks = await self.backend.load_yanks()

@@ -314,11 +314,12 @@ class RepositoryApp:
         versions = {f.version for f in files}
         if version is not None:
             try:
-                version = str(Version(version))
+                release = self.repository.release(project, version)
             except InvalidVersion:
                 raise NotFound("no such version") from None
-            if version not in versions:
+            if not release:
                 raise NotFound(f"{project} has no version {version}")
+            version = release[0].version
         chosen = version or pypi_json.choose_version(versions, yanks)
         source = pypi_json.metadata_file([f for f in files if f.version == chosen])
         raw = None
@@ -500,6 +501,4 @@ def _base_url(request):
     """This repository's base URL as the client addressed it."""
     host = request.getHeader("host") or "localhost"
     scheme = "https" if request.isSecure() else "http"
-    prefix = b"/".join(request.prepath).decode("utf-8", "replace")
-    prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
-    return f"{scheme}://{host}{prefix}"
+    return f"{scheme}://{host}{getattr(request, 'repository_prefix', '/')}"

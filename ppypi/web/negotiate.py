@@ -75,7 +75,10 @@ def negotiate(accept, format_param=None):
     @raise NotAcceptableFormat: C{format_param} names nothing supported.
     """
     if format_param is not None:
-        chosen = _ALIASES.get(format_param.strip().lower(), format_param.strip().lower())
+        # An unescaped "+" in a query string arrives as a space; content
+        # types have no spaces, so it can only have been a "+".
+        wanted = format_param.strip().lower().replace(" ", "+")
+        chosen = _ALIASES.get(wanted, wanted)
         if chosen not in SUPPORTED:
             raise NotAcceptableFormat(format_param)
         return chosen

@@ -4,7 +4,7 @@ The top of the server's resource tree, its Site, and /health.
 
 import json
 
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.resource import Resource
 
 from ..auth import parse_basic
@@ -30,11 +30,13 @@ class Root(Resource):
         except UnicodeDecodeError:
             name = None
         if name in self._apps:
+            request.repository_prefix = f"/{name}/"
             return self._apps[name]
         # Not a repository name: the first repository serves this path whole,
         # unless the Basic-auth username names another repository
         # (private-pypi's clients select the repository that way).
         request.postpath.insert(0, request.prepath.pop())
+        request.repository_prefix = "/"
         return self._apps.get(_username(request), self._default)
 
 
@@ -46,6 +48,16 @@ def _username(request):
     return credentials.username if credentials else None
 
 
+def access_log_line(timestamp, request):
+    """
+    Apache's combined format (which never shows credentials), plus the
+    answer's Content-Type, so the log tells which clients read JSON.
+    """
+    line = http.combinedLogFormatter(timestamp, request)
+    ctype = request.responseHeaders.getRawHeaders(b"content-type", [b"-"])[0]
+    return line + ' "' + ctype.decode("ascii", "replace").replace('"', "%22") + '"'
+
+
 class IndexSite(server.Site):
     """
     The HTTP site: requests are L{PPyPIRequest}s, whose bodies are spooled
@@ -53,7 +65,8 @@ class IndexSite(server.Site):
     """
 
     def __init__(self, resource, spool_dir, limits, **kwargs):
-        super().__init__(resource, requestFactory=PPyPIRequest, **kwargs)
+        super().__init__(resource, requestFactory=PPyPIRequest,
+                         logFormatter=access_log_line, **kwargs)
         self.spool_dir = spool_dir
         self._limits = {name.encode(): limit + MULTIPART_OVERHEAD for name, limit in limits.items()}
         self._largest = max(self._limits.values())
