@@ -354,6 +354,9 @@ async def test_health_and_home(corpus_server):
     assert r.code == 200
     assert b"pip install --index-url http://index.example:8080/simple/" in body
     assert b"uv pip install --index-url http://index.example:8080/simple/" in body
+    etag = header(r, "ETag")
+    r, body = await corpus_server.get("/", {"Host": "index.example:8080", "If-None-Match": etag})
+    assert (r.code, body) == (304, b"")
 
 
 @pytest_twisted.ensureDeferred

@@ -494,7 +494,14 @@ url = "{escape(simple)}"</pre>
 </html>
 """
         request.setHeader("Content-Type", "text/html; charset=utf-8")
-        return body.encode("utf-8")
+        data = body.encode("utf-8")
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        request.setHeader("ETag", etag)
+        request.setHeader("Cache-Control", self._cache_control())
+        if _not_modified(request, etag, None):
+            request.setResponseCode(304)
+            return b""
+        return data
 
 
 def _base_url(request):
