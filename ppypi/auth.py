@@ -27,7 +27,7 @@ import secrets
 import bcrypt
 from twisted.logger import Logger
 
-from .config import ANYONE, AUTHENTICATED, ConfigError
+from .config import ANYONE, AUTHENTICATED, GITHUB, ConfigError
 
 READ = "read"
 WRITE = "write"
@@ -80,15 +80,18 @@ class Principal:
     """
     Who a request is, once authenticated.
 
-    @ivar scopes: for private-pypi secrets, what the secret allows; None for
-        users, whose permissions come from the repository's lists.
+    @ivar scopes: for private-pypi secrets and GitHub tokens, what the
+        credential allows; None for users, whose permissions come from the
+        repository's lists.
+    @ivar token: a GitHub token that writes on this person's behalf.
     """
 
-    __slots__ = ("name", "scopes")
+    __slots__ = ("name", "scopes", "token")
 
-    def __init__(self, name, scopes=None):
+    def __init__(self, name, scopes=None, token=None):
         self.name = name
         self.scopes = scopes
+        self.token = token
 
     def __repr__(self):
         return f"Principal({self.name!r})"
@@ -175,7 +178,7 @@ class Authenticator:
     log = Logger()
 
     def __init__(self, config, run_in_thread, clock, read_expires=3600,
-                 write_expires=300, token=None):
+                 write_expires=300, token=None, github=None):
         self.config = config
         self._run = run_in_thread
         self._clock = clock
@@ -189,6 +192,9 @@ class Authenticator:
             self._htpasswd_stamp = self._stamp()
         self._key = os.urandom(32)
         self._cache = {}  # (hmac, level) -> expiry time
+        # GitHub: {repository name: async f(token) -> scopes or None}
+        self._github = dict(github or {})
+        self._github_cache = {}  # (hmac, level) -> (expiry time, scopes)
 
     def _stamp(self):
         try:
@@ -212,6 +218,8 @@ class Authenticator:
         now = self._clock.seconds()
         for key in [k for k, expiry in self._cache.items() if expiry <= now]:
             del self._cache[key]
+        for key in [k for k, (expiry, _) in self._github_cache.items() if expiry <= now]:
+            del self._github_cache[key]
         if not self.config.htpasswd:
             return
         try:
@@ -228,7 +236,7 @@ class Authenticator:
                           path=self.config.htpasswd, count=len(self._htpasswd))
 
     def cache_size(self):
-        return len(self._cache)
+        return len(self._cache) + len(self._github_cache)
 
     def _cache_key(self, username, password, stored):
         mac = hmac.new(self._key, digestmod="sha256")
@@ -247,6 +255,9 @@ class Authenticator:
         @return: a L{Principal}, or None if the credentials are wrong.
         """
         username, password = credentials.username, credentials.password
+        access = repository.read if need == READ else repository.write
+        if access == GITHUB:
+            return await self._github_authenticate(repository, username, password, need)
         # private-pypi: the repository's name as username, a secret as password.
         if username == repository.name and (repository.read_secret or repository.write_secret):
             scopes = None
@@ -270,6 +281,29 @@ class Authenticator:
             return None
         self._cache[(key, need)] = self._clock.seconds() + self._expires[need]
         return Principal(username)
+
+    async def _github_authenticate(self, repository, username, password, need):
+        """
+        The password is a GitHub token: GitHub says what it may do on the
+        repository (pull: read, push: write). Any username is accepted
+        (private-pypi's clients send the repository's name). A revoked token
+        works until its cache entry expires, no longer.
+        """
+        check = self._github.get(repository.name)
+        if check is None or not password:
+            return None
+        key = self._cache_key("github:" + repository.name, password, b"")
+        now = self._clock.seconds()
+        levels = (WRITE,) if need == WRITE else (READ, WRITE)
+        for level in levels:
+            hit = self._github_cache.get((key, level))
+            if hit is not None and hit[0] > now:
+                return Principal(username, hit[1], token=password)
+        scopes = await check(password)
+        if not scopes:
+            return None
+        self._github_cache[(key, need)] = (self._clock.seconds() + self._expires[need], scopes)
+        return Principal(username, scopes, token=password)
 
 
 def load_or_create_token(path):

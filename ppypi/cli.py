@@ -4,6 +4,8 @@ The C{ppypi} command: helpers for administrators.
     ppypi passwd USER      print "USER:HASH" (bcrypt) for htpasswd or the config
     ppypi yank URL NAME VERSION [--reason R] [--undo] [-u USER]
                            yank (or unyank) a release on a running server
+    ppypi github init|reindex --root ROOT --config FILE [--admin-secret FILE] [REPO]
+                           set up a GitHub repository, or rebuild its index
 """
 
 import argparse
@@ -87,6 +89,67 @@ def yank(args, stdin=None, stdout=None):
                  f"{', '.join(answer['files'])}\n")
 
 
+def _progress(stream):
+    def show(done, total):
+        width = 30
+        filled = width * done // total if total else width
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files")
+        if done == total:
+            stream.write("\n")
+        stream.flush()
+    return show
+
+
+def github(args, stdout=None):
+    """ppypi github init / reindex, with the daemon's own configuration."""
+    from twisted.internet import defer, task
+
+    from .backends.github import GitHubBackend
+    from .backends.github_api import GitHubAPI
+    from .config import ConfigError, load_admin_secret, load_config
+
+    stdout = stdout or sys.stdout
+    root = os.path.abspath(args.root)
+    try:
+        config = load_config(args.config, root, args.config_or_admin_secret_can_be_text)
+        load_admin_secret(args.admin_secret, config, args.config_or_admin_secret_can_be_text)
+    except ConfigError as e:
+        raise SystemExit(f"ppypi github: {e}") from None
+    candidates = [r for r in config.repositories if r.type == "github"
+                  and (args.repository is None or r.name == args.repository)]
+    if len(candidates) != 1:
+        raise SystemExit("ppypi github: name one github repository of the configuration"
+                         if candidates else "ppypi github: no such github repository")
+    rc = candidates[0]
+    if rc.admin_secret is None:
+        raise SystemExit(f"ppypi github: repository {rc.name} needs an admin secret")
+
+    async def run(reactor):
+        from treq.client import HTTPClient
+        from twisted.internet.threads import deferToThread
+        from twisted.web.client import Agent
+        state_dir = os.path.join(root, ".ppypi", "repositories", rc.name)
+        backend = GitHubBackend(rc, GitHubAPI(HTTPClient(Agent(reactor)), rc.api_url, reactor),
+                                state_dir, deferToThread, reactor)
+        await deferToThread(backend.prepare)
+        if args.action == "init":
+            created = await backend.init()
+            stdout.write(f"{backend.describe()}: "
+                         f"{'layout created' if created else 'already set up'}\n")
+        else:
+            count = await backend.reindex(_progress(sys.stderr))
+            stdout.write(f"{backend.describe()}: indexed {count} files\n")
+
+    def main(reactor):
+        return defer.Deferred.fromCoroutine(run(reactor))
+
+    try:
+        task.react(main)
+    except SystemExit as e:
+        if e.code:
+            raise SystemExit(f"ppypi github {args.action}: failed (see above)") from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="ppypi", description="ppypi administration")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +174,20 @@ def main(argv=None):
     y.add_argument("--undo", action="store_true", help="unyank")
     y.add_argument("-u", "--user", help="a user with write permission")
     y.set_defaults(func=yank)
+    g = commands.add_parser(
+        "github", help="set up a GitHub repository, or rebuild its index from its releases",
+        description="init: create the branch and layout in the repository (idempotent). "
+                    "reindex: rebuild index/PROJECT.json from the releases' assets, "
+                    "downloading each file once to hash it.")
+    g.add_argument("action", choices=["init", "reindex"])
+    g.add_argument("repository", nargs="?", help="needed when several are configured")
+    g.add_argument("--root", required=True)
+    g.add_argument("--config", required=True)
+    g.add_argument("--admin-secret", "--admin_secret", dest="admin_secret")
+    g.add_argument("--config-or-admin-secret-can-be-text",
+                   "--config_or_admin_secret_can_be_text", action="store_true",
+                   dest="config_or_admin_secret_can_be_text")
+    g.set_defaults(func=github)
     args = parser.parse_args(argv)
     args.func(args)
 

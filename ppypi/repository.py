@@ -129,7 +129,7 @@ class Repository:
         if not lock.locked and not lock.waiting:
             self._locks.pop(filename, None)
 
-    async def publish(self, upload, checked):
+    async def publish(self, upload, checked, principal=None):
         """
         Store and index an upload that passed its checks.
 
@@ -145,11 +145,11 @@ class Repository:
             overwrite = existing is not None and self.config.allow_overwrite
             if existing is not None and not overwrite:
                 raise FileConflict(filename)
-            status, dist = await self.backend.store(upload, checked, overwrite=overwrite)
+            status, dist = await self.backend.store(
+                upload, checked, overwrite=overwrite, principal=principal,
+                replacing=existing if overwrite else None)
             if status == "conflict":
                 raise FileConflict(filename)
-            if overwrite and existing.location != dist.location:
-                await self.backend.delete(existing)  # the old copy, elsewhere
             self.index.add(dist)
             self._record(filename, dist)
             if status == "stored":
@@ -159,7 +159,7 @@ class Repository:
         finally:
             self._unlock(filename, lock)
 
-    async def remove_release(self, project, version):
+    async def remove_release(self, project, version, principal=None):
         """
         Delete every file of one release; return the filenames deleted.
         """
@@ -169,7 +169,7 @@ class Repository:
             try:
                 if self.index.file(dist.filename) is not dist:
                     continue
-                await self.backend.delete(dist)
+                await self.backend.delete(dist, principal=principal)
                 self.index.remove(dist.filename)
                 self._record(dist.filename, None)
                 removed.append(dist.filename)
@@ -189,7 +189,7 @@ class Repository:
     def _yanking(self):
         return self._yank_lock.locked
 
-    async def yank(self, project, version, reason):
+    async def yank(self, project, version, reason, principal=None):
         """
         Yank (C{reason}: a string, maybe empty) or unyank (None) a release,
         as the backend keeps it, then in the index.
@@ -199,26 +199,17 @@ class Repository:
         release = self.release(project, version)
         if not release:
             return []
-        files = [f.filename for f in release]
         version = release[0].version  # as the index spells it
         await self._yank_lock.acquire()
         try:
-            yanks = await self.backend.load_yanks()
-            versions = yanks.setdefault(project, {})
-            if reason is None:
-                versions.pop(version, None)
-            else:
-                versions[version] = reason
-            if not versions:
-                del yanks[project]
-            await self.backend.save_yanks(yanks)
+            yanks = await self.backend.set_yank(project, version, reason, principal=principal)
             self.index.set_yanks(yanks)
         finally:
             self._yank_lock.release()
         self.log.info("repository {repo}: {what} {project} {version}", repo=self.name,
                       what="yanked" if reason is not None else "unyanked",
                       project=project, version=version)
-        return files
+        return [f.filename for f in release]
 
     def status(self):
         return {

@@ -18,6 +18,8 @@ from twisted.web import server
 
 from .auth import Authenticator, load_or_create_token
 from .backends.filesystem import FilesystemBackend
+from .backends.github import GitHubBackend
+from .backends.github_api import GitHubAPI
 from .config import ConfigError, load_admin_secret, load_config
 from .repository import Repository
 from .web.app import RepositoryApp
@@ -168,23 +170,28 @@ def load(options):
     return config
 
 
-def build(options, config, reactor, run_in_thread, token=None):
+def build(options, config, reactor, run_in_thread, token=None, http=None):
     """
     The daemon's parts, wired: (repositories, site, periodic services).
 
     Blocking (start-up only): it prepares the folders.
+
+    @param http: the treq C{HTTPClient} for GitHub (default: a real one).
     """
     root = os.path.abspath(options["root"])
     state_root = os.path.join(root, ".ppypi")
     repositories = []
+    github = {}
     for rc in config.repositories:
         state_dir = os.path.join(state_root, "repositories", rc.name)
-        if rc.type != "filesystem":
-            raise ConfigError(options["config"] or "--config", f"repositories.{rc.name}.type",
-                              f"the {rc.type} backend is not available in this version")
-        others = [o.path for o in config.repositories
-                  if o is not rc and o.type == "filesystem"]
-        backend = FilesystemBackend(rc.name, rc.path, state_dir, run_in_thread, exclude=others)
+        if rc.type == "github":
+            backend = _github_backend(options, rc, state_dir, reactor, run_in_thread, http)
+            github[rc.name] = backend.permissions
+        else:
+            others = [o.path for o in config.repositories
+                      if o is not rc and o.type == "filesystem"]
+            backend = FilesystemBackend(rc.name, rc.path, state_dir, run_in_thread,
+                                        exclude=others)
         stray = backend.prepare()
         if stray:
             log.warn("repository {repo}: removed {count} unfinished uploads left by a crash",
@@ -194,7 +201,7 @@ def build(options, config, reactor, run_in_thread, token=None):
     authenticator = Authenticator(
         config, run_in_thread, reactor,
         read_expires=options.get("auth-read-expires", 3600),
-        write_expires=options.get("auth-write-expires", 300), token=token)
+        write_expires=options.get("auth-write-expires", 300), token=token, github=github)
     apps = {
         r.name: RepositoryApp(r, authenticator, run_in_thread, options["extra-index-url"],
                               config.is_reserved)
@@ -216,6 +223,23 @@ def build(options, config, reactor, run_in_thread, token=None):
     for timer in timers:
         timer.clock = reactor
     return repositories, site, timers
+
+
+def _github_backend(options, rc, state_dir, reactor, run_in_thread, http):
+    if rc.write not in ("github", ()) and rc.admin_secret is None:
+        raise ConfigError(options["admin-secret"] or "--admin-secret", rc.name,
+                          "a github repository written by local users needs an admin "
+                          "secret (a token with push access) to write with")
+    if rc.admin_secret is None:
+        log.warn("repository {repo}: no admin secret; syncing {owner}/{name} anonymously "
+                 "(a private repository will not be readable)",
+                 repo=rc.name, owner=rc.owner, name=rc.repo)
+    if http is None:
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool
+        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+    return GitHubBackend(rc, GitHubAPI(http, rc.api_url, reactor), state_dir,
+                         run_in_thread, reactor)
 
 
 def makeService(options):

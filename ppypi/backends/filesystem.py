@@ -322,7 +322,7 @@ class FilesystemBackend:
         """Open a file of the index for reading (in the thread pool)."""
         return await self._run(self._open, dist)
 
-    def _store(self, upload, checked, overwrite):
+    def _store(self, upload, checked, overwrite, replacing=None):
         dist_name = checked.dist
         relpath = f"{dist_name.project}/{dist_name.filename}"
         final = os.path.join(self.folder, relpath)
@@ -330,6 +330,12 @@ class FilesystemBackend:
         status = "stored"
         if overwrite:
             os.replace(upload.path, final)
+            if replacing is not None and replacing.location != relpath:
+                # The old copy was elsewhere (dropped in by hand): one file a name.
+                try:
+                    os.unlink(os.path.join(self.folder, replacing.location))
+                except FileNotFoundError:
+                    pass
         else:
             try:
                 # Atomic and never over an existing file.
@@ -361,7 +367,7 @@ class FilesystemBackend:
                         uploaded)
         return status, dist
 
-    async def store(self, upload, checked, overwrite=False):
+    async def store(self, upload, checked, overwrite=False, principal=None, replacing=None):
         """
         Publish an uploaded file: it appears in the folder whole, or not at all.
 
@@ -369,7 +375,7 @@ class FilesystemBackend:
             file was already there with this content) or "conflict" (with
             other content; no DistFile).
         """
-        return await self._run(self._store, upload, checked, overwrite)
+        return await self._run(self._store, upload, checked, overwrite, replacing)
 
     def _delete(self, dist):
         path = os.path.join(self.folder, dist.location)
@@ -379,10 +385,10 @@ class FilesystemBackend:
             pass
         fsync_dir(os.path.dirname(path))
 
-    async def delete(self, dist):
+    async def delete(self, dist, principal=None):
         await self._run(self._delete, dist)
 
-    async def read_metadata(self, sha256):
+    async def read_metadata(self, sha256, dist=None):
         """The stored core metadata bytes with this sha256, or None."""
         return await self._run(self.metadata.get, sha256)
 
@@ -405,9 +411,24 @@ class FilesystemBackend:
         except ValueError as e:
             raise BackendError(f"{self._yanks_path}: {e}") from None
 
-    def _save_yanks(self, yanks):
-        os.makedirs(self.state_dir, exist_ok=True)
-        write_atomically(self._yanks_path, json.dumps(yanks, sort_keys=True, indent=1).encode())
+    def _set_yank(self, project, version, reason):
+        with self._stored_lock:
+            yanks = self._load_yanks()
+            versions = yanks.setdefault(project, {})
+            if reason is None:
+                versions.pop(version, None)
+            else:
+                versions[version] = reason
+            if not versions:
+                del yanks[project]
+            os.makedirs(self.state_dir, exist_ok=True)
+            write_atomically(self._yanks_path,
+                             json.dumps(yanks, sort_keys=True, indent=1).encode())
+            return yanks
 
-    async def save_yanks(self, yanks):
-        await self._run(self._save_yanks, yanks)
+    async def set_yank(self, project, version, reason, principal=None):
+        """Yank (reason: str) or unyank (None); return every yank."""
+        try:
+            return await self._run(self._set_yank, project, version, reason)
+        except ValueError as e:
+            raise BackendError(f"{self._yanks_path}: {e}") from None

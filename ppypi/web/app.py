@@ -14,7 +14,10 @@ from packaging.version import InvalidVersion, Version
 from twisted.logger import Logger
 
 from ..auth import READ, WRITE, needs_credentials, parse_basic, permitted
+import treq
+
 from ..backends import BackendError, FileMissing
+from ..backends.github_api import RateLimited
 from ..names import MAX_FILENAME, is_valid_name, normalize
 from ..repository import FileConflict
 from . import files as filesmod
@@ -133,7 +136,12 @@ class RepositoryApp:
             raise Unauthorized("Malformed credentials") from None
         if credentials is None:
             raise Unauthorized()
-        principal = await self.authenticator.authenticate(config, credentials, need)
+        try:
+            principal = await self.authenticator.authenticate(config, credentials, need)
+        except RateLimited as e:
+            raise Unavailable(str(e), retry_after=e.retry_after) from None
+        except BackendError as e:
+            raise Unavailable(f"cannot check credentials: {e}") from None
         if principal is None:
             raise Unauthorized("Invalid credentials")
         if not permitted(config, principal, need):
@@ -250,8 +258,11 @@ class RepositoryApp:
         except filesmod.RangeNotSatisfiable:
             raise HTTPError("range not satisfiable", 416,
                             {"Content-Range": f"bytes */{dist.size}"}) from None
+        backend = self.repository.backend
+        if hasattr(backend, "signed_url"):
+            return await self._remote_download(request, dist)
         try:
-            fileobj = await self.repository.backend.open(dist)
+            fileobj = await backend.open(dist)
         except FileMissing:
             raise NotFound("no such file") from None
         except BackendError as e:
@@ -268,6 +279,39 @@ class RepositoryApp:
         await filesmod.stream(request, fileobj, start, length, self._run)
         return None
 
+    async def _remote_download(self, request, dist):
+        """
+        A file kept by GitHub: 302 to the signed URL GitHub gives
+        (downloads: redirect), or streamed through us (downloads: proxy).
+        Either way our credentials never go to the signed URL's host.
+        """
+        backend = self.repository.backend
+        try:
+            url = await backend.signed_url(dist)
+            if self.repository.config.downloads == "redirect":
+                request.setResponseCode(302)
+                request.setHeader("Location", url)
+                # The signed URL expires: only our 302 may not be cached.
+                request.setHeader("Cache-Control", "no-store")
+                request.responseHeaders.removeHeader("Content-Type")
+                return b""
+            response = await backend.fetch(url)
+        except FileMissing:
+            raise NotFound("no such file") from None
+        except RateLimited as e:
+            raise Unavailable(str(e), retry_after=e.retry_after) from None
+        except BackendError as e:
+            raise Unavailable(str(e)) from None
+        if response.code != 200:
+            await response.content()
+            raise Unavailable(f"GitHub's download answered {response.code}")
+        request.setHeader("Content-Length", str(dist.size))
+        request.responseHeaders.removeHeader("Accept-Ranges")
+        if request.method == b"HEAD":
+            return b""
+        await treq.collect(response, request.write)
+        return None
+
     async def _core_metadata(self, request, project, filename):
         """PEP 658: the file's core metadata, as it is in the archive."""
         dist = self.index.file(filename)
@@ -280,7 +324,12 @@ class RepositoryApp:
         if _not_modified(request, etag, None):
             request.setResponseCode(304)
             return b""
-        data = await self.repository.backend.read_metadata(dist.metadata_sha256)
+        try:
+            data = await self.repository.backend.read_metadata(dist.metadata_sha256, dist)
+        except RateLimited as e:
+            raise Unavailable(str(e), retry_after=e.retry_after) from None
+        except BackendError as e:
+            raise Unavailable(str(e)) from None
         if data is None:
             raise NotFound("no such file")
         request.setHeader("Content-Length", str(len(data)))
@@ -324,7 +373,10 @@ class RepositoryApp:
         source = pypi_json.metadata_file([f for f in files if f.version == chosen])
         raw = None
         if source is not None:
-            raw = await self.repository.backend.read_metadata(source.metadata_sha256)
+            try:
+                raw = await self.repository.backend.read_metadata(source.metadata_sha256, source)
+            except BackendError:
+                raw = None  # info without the metadata's fields beats no answer
         body = pypi_json.render(project, files, chosen, raw, _base_url(request), yanks,
                                 with_releases=version is None)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
@@ -345,7 +397,7 @@ class RepositoryApp:
         POST yanks a release (C{reason} from a form body or the query),
         DELETE unyanks it. Write permission is needed.
         """
-        await self._authorize(request, WRITE)
+        principal = await self._authorize(request, WRITE)
         self._require_ready()
         if not is_valid_name(name):
             raise NotFound("not a valid project name")
@@ -358,7 +410,9 @@ class RepositoryApp:
             reason = self._yank_reason(request)
         project = normalize(name)
         try:
-            files = await self.repository.yank(project, version, reason)
+            files = await self.repository.yank(project, version, reason, principal)
+        except RateLimited as e:
+            raise Unavailable(str(e), retry_after=e.retry_after) from None
         except BackendError as e:
             raise Unavailable(str(e)) from None
         if not files:
@@ -399,7 +453,7 @@ class RepositoryApp:
     @app.route("/", methods=["POST"])
     @app.route("/legacy/", methods=["POST"])
     async def upload(self, request):
-        await self._authorize(request, WRITE)
+        principal = await self._authorize(request, WRITE)
         try:
             boundary = multipart.boundary_of(request.getHeader("content-type"))
         except multipart.MultipartError as e:
@@ -418,7 +472,7 @@ class RepositoryApp:
                 raise HTTPError(str(e), 413) from None
             action = (fields.get(":action") or [None])[0]
             if action == "remove_pkg":
-                return await self._remove_release(fields)
+                return await self._remove_release(fields, principal)
             if action != "file_upload":
                 raise HTTPError(f"Unsupported :action {action!r}" if action
                                 else "Missing :action (file_upload)")
@@ -427,9 +481,15 @@ class RepositoryApp:
             except UploadError as e:
                 raise HTTPError(e.message, e.code) from None
             try:
-                status = await self.repository.publish(upload, checked)
+                status = await self.repository.publish(upload, checked, principal)
             except FileConflict:
                 raise HTTPError("File already exists", 409) from None
+            except RateLimited as e:
+                raise Unavailable(str(e), retry_after=e.retry_after) from None
+            except BackendError as e:
+                self.log.error("repository {repo}: upload failed: {e}",
+                               repo=self.repository.name, e=str(e))
+                raise Unavailable("Storage backend failing; try again") from None
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise HTTPError("Insufficient storage", 507) from None
@@ -444,7 +504,7 @@ class RepositoryApp:
         request.setHeader("Content-Type", "text/plain; charset=utf-8")
         return b"OK\n" if status == "stored" else b"OK (already there, unchanged)\n"
 
-    async def _remove_release(self, fields):
+    async def _remove_release(self, fields, principal=None):
         """pypiserver's :action=remove_pkg: delete one release's files."""
         name = (fields.get("name") or [""])[0]
         version = (fields.get("version") or [""])[0]
@@ -454,7 +514,12 @@ class RepositoryApp:
             version = str(Version(version))
         except InvalidVersion:
             raise HTTPError("Missing or invalid version") from None
-        removed = await self.repository.remove_release(normalize(name), version)
+        try:
+            removed = await self.repository.remove_release(normalize(name), version, principal)
+        except RateLimited as e:
+            raise Unavailable(str(e), retry_after=e.retry_after) from None
+        except BackendError as e:
+            raise Unavailable(str(e)) from None
         if not removed:
             raise NotFound(f"{normalize(name)} {version} not found")
         return ("Removed " + ", ".join(removed) + "\n").encode()
