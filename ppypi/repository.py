@@ -74,14 +74,14 @@ class Repository:
                 self.index.held |= held
                 self._held_saved = frozenset(held)
             started = self._clock.seconds()
-            # Yanks are kept by the backend (another instance may change them).
-            if not self._yanking:
-                self.index.set_yanks(await self.backend.load_yanks())
             self._changes = {}
             try:
                 result = await self.backend.list_files()
             finally:
                 changes, self._changes = self._changes, None
+            # Yanks are kept by the backend (another instance may change them).
+            if not self._yanking:
+                self.index.set_yanks(await self.backend.load_yanks())
             # Uploads and removals made while the scan ran win over what it saw.
             files = {f.filename: f for f in result.files}
             for filename, dist in changes.items():

@@ -11,7 +11,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
 
 from ppypi.auth import load_or_create_token
-from ppypi.config import load_config
+from ppypi.config import load_admin_secret, load_config
 from ppypi.tap import build
 
 from .conftest import MAKE_CORPUS
@@ -78,10 +78,54 @@ def run_now(f, *args, **kwargs):
     return maybeDeferred(f, *args, **kwargs)
 
 
+class StubHTTP(StubTreq):
+    """
+    StubTreq that also takes file objects as request bodies (as treq's real
+    HTTPClient does; StubTreq only takes bytes), for the GitHub backend.
+    """
+
+    def __init__(self, resource):
+        super().__init__(resource)
+        stub_request = self.request  # StubTreq sets its methods per instance
+
+        def request(method, url, **kwargs):
+            data = kwargs.get("data")
+            if hasattr(data, "read"):
+                kwargs["data"] = data.read()
+            return stub_request(method, url, **kwargs)
+
+        self.request = request
+
+
+def drive(d, clock, step=1.0, limit=600, stubs=()):
+    """
+    Advance C{clock} until Deferred C{d} fires (backoff and retries wait on
+    it), flushing the in-memory connections of C{stubs} (StubTreqs) as it
+    goes; return what C{d} fired with (or raise its failure).
+    """
+    for _ in range(limit):
+        for stub in stubs:
+            stub.flush()
+        if d.called:
+            break
+        clock.advance(step)
+    results = []
+    d.addBoth(results.append)
+    if not results:
+        raise AssertionError("the Deferred did not fire")
+    result = results[0]
+    from twisted.python.failure import Failure
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
 class InProcess:
     """The daemon's parts, with a Clock for time and StubTreq for HTTP."""
 
-    def __init__(self, root, config_text=None, extra_index_url="https://pypi.example/simple/"):
+    def __init__(self, root, config_text=None, extra_index_url="https://pypi.example/simple/",
+                 http=None, admin_secret_text=None, clock=None, read_expires=3600,
+                 write_expires=300):
         self.root = str(root)
         os.makedirs(self.root, exist_ok=True)
         if config_text is not None:
@@ -91,15 +135,20 @@ class InProcess:
         else:
             path = None
         self.config = load_config(path, self.root)
+        if admin_secret_text is not None:
+            load_admin_secret(admin_secret_text, self.config, is_text=True)
         for rc in self.config.repositories:
-            os.makedirs(rc.path, exist_ok=True)
-        self.clock = Clock()
-        options = {"root": self.root, "config": path, "extra-index-url": extra_index_url}
+            if rc.type == "filesystem":
+                os.makedirs(rc.path, exist_ok=True)
+        self.clock = clock or Clock()
+        options = {"root": self.root, "config": path, "extra-index-url": extra_index_url,
+                   "admin-secret": None, "auth-read-expires": read_expires,
+                   "auth-write-expires": write_expires}
         token = None
         if self.config.zero_config:
             token, _ = load_or_create_token(os.path.join(self.root, ".ppypi", "upload-token"))
         self.repositories, self.site, self.timers = build(
-            options, self.config, self.clock, run_now, token)
+            options, self.config, self.clock, run_now, token, http=http)
         self.treq = StubTreq(self.site.resource)
         # Serve through the daemon's own Site (its request class spools and
         # limits bodies), on the stub's in-memory reactor.

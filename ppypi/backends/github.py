@@ -113,8 +113,10 @@ class GitHubBackend:
         self._tree_etag = None
         self._docs = None          # project -> {"blob": sha, "doc": {...}}
         self._signed = {}          # asset id -> (url, expiry)
-        self._needs_cleanup = True
-        self._last_cleanup = None
+        # The first full cleanup comes a grace period after start, then every
+        # CLEANUP_INTERVAL; a failed upload asks for one at the next sync.
+        self._needs_cleanup = False
+        self._last_cleanup = clock.seconds() - CLEANUP_INTERVAL + CLEANUP_GRACE
         self.hashed_total = 0
         self.incoming_dir = os.path.join(state_dir, "incoming")
 
@@ -259,6 +261,9 @@ class GitHubBackend:
                 return {"format": DOC_FORMAT, "project": project, "files": {}, "yanked": {}}, None
             raise
         found = response.json()
+        if found.get("encoding") == "none":
+            # Over 1 MiB the contents API leaves the content out: the blob has it.
+            return await self._fetch_doc(found["sha"]), found["sha"]
         return json.loads(base64.b64decode(found["content"])), found["sha"]
 
     async def _update_doc(self, project, token, change):
@@ -294,6 +299,8 @@ class GitHubBackend:
             blob_sha = (response.json() or {}).get("content", {}).get("sha")
             if self._docs is not None and blob_sha:
                 self._docs[project] = {"blob": blob_sha, "doc": doc}
+                # A restart then fetches nothing it wrote itself.
+                await self._run(self._save_cache, self._tree_etag, self._docs)
             return result
         raise BackendError(f"{doc_path(project)}: still conflicting after "
                            f"{MAX_INDEX_RETRIES} tries")
@@ -322,8 +329,8 @@ class GitHubBackend:
         try:
             response = await self.api.request(
                 "POST", url, token, data=data, ok=(201,), retry=False,
-                headers={"Content-Type": "application/octet-stream",
-                         "Content-Length": str(size)},
+                # treq sends Content-Length from the body (GitHub requires it).
+                headers={"Content-Type": "application/octet-stream"},
                 timeout=max(self.api.timeout, size / (1 << 20)))
         except GitHubError as e:
             if e.status == 422 and e.has_error_code("already_exists"):
@@ -498,7 +505,7 @@ class GitHubBackend:
 
     async def _maybe_cleanup(self, files):
         now = self._clock.seconds()
-        due = self._last_cleanup is None or now - self._last_cleanup > CLEANUP_INTERVAL
+        due = now - self._last_cleanup > CLEANUP_INTERVAL
         if not (self._needs_cleanup or due) or self.admin_token is None:
             return
         try:

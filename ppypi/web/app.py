@@ -233,7 +233,7 @@ class RepositoryApp:
 
     @app.route("/packages/<string:project>/<string:filename>", methods=["GET", "HEAD"])
     async def package_file(self, request, project, filename):
-        await self._authorize(request, READ)
+        principal = await self._authorize(request, READ)
         if len(filename) > MAX_FILENAME:
             raise NotFound("no such file")
         if filename.endswith(".metadata"):
@@ -260,7 +260,7 @@ class RepositoryApp:
                             {"Content-Range": f"bytes */{dist.size}"}) from None
         backend = self.repository.backend
         if hasattr(backend, "signed_url"):
-            return await self._remote_download(request, dist)
+            return await self._remote_download(request, dist, principal)
         try:
             fileobj = await backend.open(dist)
         except FileMissing:
@@ -279,7 +279,7 @@ class RepositoryApp:
         await filesmod.stream(request, fileobj, start, length, self._run)
         return None
 
-    async def _remote_download(self, request, dist):
+    async def _remote_download(self, request, dist, principal=None):
         """
         A file kept by GitHub: 302 to the signed URL GitHub gives
         (downloads: redirect), or streamed through us (downloads: proxy).
@@ -287,7 +287,7 @@ class RepositoryApp:
         """
         backend = self.repository.backend
         try:
-            url = await backend.signed_url(dist)
+            url = await backend.signed_url(dist, getattr(principal, "token", None))
             if self.repository.config.downloads == "redirect":
                 request.setResponseCode(302)
                 request.setHeader("Location", url)
