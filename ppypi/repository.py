@@ -40,6 +40,7 @@ class Repository:
         self._held_saved = frozenset()
         self.healthy = False
         self.last_error = None
+        self.retry_after = None
         self.last_sync = None
         self.syncs = 0
         self._locks = {}            # filename -> DeferredLock
@@ -97,11 +98,14 @@ class Repository:
         except Exception as e:
             self.healthy = False
             self.last_error = str(e) or type(e).__name__
+            # When GitHub said how long to wait, clients hear the same.
+            self.retry_after = getattr(e, "retry_after", None)
             self.log.failure("repository {repo}: sync failed; serving the last index",
                              repo=self.name)
             return False
         self.healthy = True
         self.last_error = None
+        self.retry_after = None
         self.last_sync = time.time()
         self.syncs += 1
         if added or removed or result.hashed or self.syncs == 1:

@@ -30,11 +30,13 @@ import calendar
 import hashlib
 import json
 import os
+import random
 import tempfile
 import time
 from urllib.parse import quote
 
 import treq
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..index import DistFile
@@ -49,8 +51,11 @@ LAYOUT_FILE = "ppypi.json"
 LAYOUT = {"format": 1, "layout": "release per version; index/PROJECT.json"}
 DOC_FORMAT = 1
 CACHE_VERSION = 1
-# Put retries of a project's index file before giving up on an upload.
-MAX_INDEX_RETRIES = 6
+# Tries at writing a project's index file before an upload gives up; between
+# tries a random pause that grows (many writers at one project spread out).
+MAX_INDEX_RETRIES = 12
+INDEX_RETRY_PAUSE = 0.1
+INDEX_RETRY_PAUSE_MAX = 3.0
 # Signed download URLs live about five minutes; reuse them for one.
 SIGNED_URL_TTL = 60.0
 # Assets younger than this are left alone by the cleanup: another instance
@@ -276,6 +281,9 @@ class GitHubBackend:
         @return: what C{change} returned.
         """
         for attempt in range(MAX_INDEX_RETRIES):
+            if attempt:
+                pause = min(INDEX_RETRY_PAUSE_MAX, INDEX_RETRY_PAUSE * 2 ** attempt)
+                await deferLater(self._clock, random.uniform(0, pause), lambda: None)
             doc, sha = await self._read_doc(project, token)
             before = json.dumps(doc, sort_keys=True)
             result = change(doc)
