@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
+from email.utils import formatdate
 from html import escape
 from urllib.parse import quote
 
@@ -77,12 +78,13 @@ def iso8601(seconds):
 class Page:
     """A rendered page: its bytes, its strong ETag, and gzip on demand."""
 
-    __slots__ = ("body", "etag", "content_type", "last_modified", "_gz")
+    __slots__ = ("body", "etag", "content_type", "last_modified", "last_modified_header", "_gz")
 
     def __init__(self, body, content_type, last_modified):
         self.body = body
         self.content_type = content_type
         self.last_modified = last_modified
+        self.last_modified_header = formatdate(last_modified, usegmt=True)
         digest = hashlib.sha256(content_type.encode() + b"\0" + body).hexdigest()[:32]
         self.etag = f'"{digest}"'
         self._gz = None

@@ -96,6 +96,11 @@ class Daemon:
             f.seek(self._log_start)
             return f.read().decode("utf-8", "replace")
 
+    def log_when(self, *needles, timeout=10):
+        """The log, once it holds every needle (access lines come in batches)."""
+        return wait_for(lambda: (lambda text: all(n in text for n in needles) and text)(self.log()),
+                        timeout=timeout, what=f"the log to show {needles}")
+
     def health(self):
         try:
             with urllib.request.urlopen(self.url + "health", timeout=5) as r:

@@ -40,9 +40,9 @@ def test_pip_installs_from_the_index(served, tmp_path):
     out = run([python, "-c", "import bench_pkg_00001; print(bench_pkg_00001.__version__)"])
     assert out.stdout.strip() == "1.2.0"
     # pip asked for the normalised page (following our 301) and downloaded a wheel.
-    log = served.log()
-    assert "GET /simple/bench-pkg-00001/ HTTP/1.1\" 200" in log
-    assert "GET /packages/bench-pkg-00001/bench_pkg_00001-1.2.0-py3-none-any.whl HTTP/1.1\" 200" in log
+    served.log_when(
+        "GET /simple/bench-pkg-00001/ HTTP/1.1\" 200",
+        "GET /packages/bench-pkg-00001/bench_pkg_00001-1.2.0-py3-none-any.whl HTTP/1.1\" 200")
 
 
 def test_uv_installs_from_the_index(served, tmp_path):

@@ -48,7 +48,9 @@ def test_uv_resolves_from_json_and_metadata_without_downloading_wheels(tmp_path,
     out = run([UV, "pip", "compile", "--no-cache", "--index-url", d.url + "simple/", reqs])
     assert "bench-pkg-00000==1.2.0" in out.stdout
     assert "bench-pkg-00002==1.1.0" in out.stdout
-    seen = requests_in(d.log())
+    # uv's last requests were the metadata files: once they are logged, all are.
+    seen = requests_in(d.log_when("bench_pkg_00000-1.2.0-py3-none-any.whl.metadata",
+                                  "bench_pkg_00002-1.1.0-py3-none-any.whl.metadata"))
     pages = [(p, ctype) for m, p, s, ctype in seen if p.startswith("/simple/")]
     assert pages and all(ctype == JSON_TYPE for _, ctype in pages), pages
     metadata = [p for m, p, s, _ in seen if p.endswith(".whl.metadata") and s == "200"]

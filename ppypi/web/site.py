@@ -4,6 +4,7 @@ The top of the server's resource tree, its Site, and /health.
 
 import json
 
+from twisted.logger import Logger
 from twisted.web import http, server
 from twisted.web.resource import Resource
 
@@ -37,6 +38,8 @@ class Root(Resource):
         # (private-pypi's clients select the repository that way).
         request.postpath.insert(0, request.prepath.pop())
         request.repository_prefix = "/"
+        if len(self._apps) == 1:
+            return self._default
         return self._apps.get(_username(request), self._default)
 
 
@@ -64,12 +67,40 @@ class IndexSite(server.Site):
     to C{spool_dir} and limited by C{max_body(path)}.
     """
 
+    access_log = Logger(namespace="ppypi.access")
+    # Access lines are written in batches: one log event per line costs more
+    # than answering an index page (the profile of a page request).
+    ACCESS_LOG_DELAY = 0.25
+    ACCESS_LOG_BATCH = 1000
+
     def __init__(self, resource, spool_dir, limits, **kwargs):
         super().__init__(resource, requestFactory=PPyPIRequest,
                          logFormatter=access_log_line, **kwargs)
+        self._access_lines = []
+        self._access_flush = None
         self.spool_dir = spool_dir
         self._limits = {name.encode(): limit + MULTIPART_OVERHEAD for name, limit in limits.items()}
         self._largest = max(self._limits.values())
+
+    def log(self, request):
+        self._access_lines.append(access_log_line(self._logDateTime, request))
+        if len(self._access_lines) >= self.ACCESS_LOG_BATCH:
+            self.flush_access_log()
+        elif self._access_flush is None:
+            self._access_flush = self.reactor.callLater(self.ACCESS_LOG_DELAY,
+                                                        self.flush_access_log)
+
+    def flush_access_log(self):
+        if self._access_flush is not None and self._access_flush.active():
+            self._access_flush.cancel()
+        self._access_flush = None
+        lines, self._access_lines = self._access_lines, []
+        if lines:
+            self.access_log.info("{lines}", lines="\n".join(lines))
+
+    def stopFactory(self):
+        self.flush_access_log()
+        super().stopFactory()
 
     def max_body(self, path):
         """The largest body accepted for a request line's path."""
@@ -94,7 +125,8 @@ class Health(Resource):
         ok = all(s["ok"] for s in statuses.values())
         request.setResponseCode(200 if ok else 503)
         if not ok:
-            request.setHeader("Retry-After", "30")
+            waits = [r.retry_after for r in self._repositories if r.retry_after]
+            request.setHeader("Retry-After", str(int(max(waits)) if waits else 30))
         request.setHeader("Content-Type", "application/json")
         request.setHeader("Cache-Control", "no-store")
         return json.dumps({"status": "ok" if ok else "failing",
