@@ -28,7 +28,7 @@ from .web.site import IndexSite, Root
 log = Logger()
 
 # Idle HTTP connections are closed after this many seconds (Twisted's
-# default, 12 hours, lets idle clients pile up).
+# default, 12 hours, lets idle clients pile up); see --timeout.
 HTTP_IDLE_TIMEOUT = 60
 # How often expired authentications are dropped and htpasswd is re-read.
 AUTH_MAINTENANCE_INTERVAL = 60
@@ -59,6 +59,9 @@ class Options(usage.Options):
          'where unknown projects are redirected; "" turns it off'],
         ["host", None, "0.0.0.0", "interface to listen on (unless --listen)"],
         ["port", None, "8888", "port to listen on (unless --listen)"],
+        ["timeout", None, str(HTTP_IDLE_TIMEOUT),
+         "seconds a connection may stay silent, and the grace before a request "
+         "body must arrive at 1 KiB/s or more"],
     ]
     optFlags = [
         ["config-or-admin-secret-can-be-text", None,
@@ -91,6 +94,9 @@ class Options(usage.Options):
             raise usage.UsageError("--root is required")
         self["auth-read-expires"] = _positive("auth-read-expires", self["auth-read-expires"])
         self["auth-write-expires"] = _positive("auth-write-expires", self["auth-write-expires"])
+        self["timeout"] = _positive("timeout", self["timeout"])
+        if self["timeout"] < 1:
+            raise usage.UsageError("--timeout must be at least 1 second")
         port = _positive("port", self["port"], int)
         if port > 65535:
             raise usage.UsageError("--port must be at most 65535")
@@ -211,7 +217,7 @@ def build(options, config, reactor, run_in_thread, token=None, http=None):
     os.makedirs(spool_dir, exist_ok=True)
     site = IndexSite(Root(apps, repositories), spool_dir,
                      {r.name: r.config.max_file_bytes for r in repositories},
-                     timeout=HTTP_IDLE_TIMEOUT)
+                     timeout=options.get("timeout", HTTP_IDLE_TIMEOUT))
     site.displayTracebacks = False
 
     timers = []

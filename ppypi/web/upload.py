@@ -55,7 +55,12 @@ class PPyPIRequest(server.Request):
 
     _received = 0
     _limit = None
+    _started = None
     refused = False
+    # A body must arrive at this average rate once the site's timeout has
+    # passed since its first byte (slow-body clients hold a connection and a
+    # spool file open for nothing).
+    MIN_BODY_RATE = 1024
 
     def __init__(self, channel, *args, **kwargs):
         kwargs["parsePOSTFormSubmission"] = False
@@ -78,6 +83,17 @@ class PPyPIRequest(server.Request):
         if self.refused:
             return
         self._received += len(data)
+        site = getattr(self.channel, "site", None)
+        if site is not None:
+            now = site.reactor.seconds()
+            if self._started is None:
+                self._started = now
+            elapsed = now - self._started
+            grace = site.timeout or 60
+            if elapsed > grace and self._received < self.MIN_BODY_RATE * elapsed:
+                self.content.close()
+                self._refuse(408, b"Request body too slow")
+                return
         if self._limit is not None and self._received > self._limit:
             # A chunked body that grew past the limit.
             self.content.close()
@@ -85,12 +101,12 @@ class PPyPIRequest(server.Request):
             return
         super().handleContentChunk(data)
 
-    def _refuse(self):
+    def _refuse(self, code=413, reason=b"Request body too large"):
         self.refused = True
         self.content = _Discard()
-        body = b"413 Request body too large\n"
+        body = b"%d %s\n" % (code, reason)
         self.channel.transport.write(
-            b"HTTP/1.1 413 Request body too large\r\n"
+            b"HTTP/1.1 %d %s\r\n" % (code, reason) +
             b"Content-Type: text/plain; charset=utf-8\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n"
             b"Connection: close\r\n\r\n" + body)
