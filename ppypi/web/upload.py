@@ -89,7 +89,7 @@ class PPyPIRequest(server.Request):
             if self._started is None:
                 self._started = now
             elapsed = now - self._started
-            grace = site.timeout or 60
+            grace = getattr(site, "timeOut", None) or 60
             if elapsed > grace and self._received < self.MIN_BODY_RATE * elapsed:
                 self.content.close()
                 self._refuse(408, b"Request body too slow")
