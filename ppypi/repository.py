@@ -45,6 +45,7 @@ class Repository:
         self.syncs = 0
         self._locks = {}            # filename -> DeferredLock
         self._yank_lock = DeferredLock()
+        self.metrics = None
         self._changes = None        # {filename: DistFile or None} while a scan runs
 
     def _load_held(self):
@@ -100,6 +101,8 @@ class Repository:
             self.last_error = str(e) or type(e).__name__
             # When GitHub said how long to wait, clients hear the same.
             self.retry_after = getattr(e, "retry_after", None)
+            if self.metrics is not None:
+                self.metrics.backend_error(self.name, "sync")
             self.log.failure("repository {repo}: sync failed; serving the last index",
                              repo=self.name)
             return False

@@ -21,6 +21,7 @@ from .backends.filesystem import FilesystemBackend
 from .backends.github import GitHubBackend
 from .backends.github_api import GitHubAPI
 from .config import ConfigError, load_admin_secret, load_config
+from .metrics import Metrics
 from .repository import Repository
 from .web.app import RepositoryApp
 from .web.site import IndexSite, Root
@@ -208,16 +209,22 @@ def build(options, config, reactor, run_in_thread, token=None, http=None):
         config, run_in_thread, reactor,
         read_expires=options.get("auth-read-expires", 3600),
         write_expires=options.get("auth-write-expires", 300), token=token, github=github)
+    metrics = Metrics(repositories)
+    for r in repositories:
+        r.metrics = metrics
+        api = getattr(r.backend, "api", None)
+        if api is not None:
+            api.on_retry = lambda name=r.name: metrics.retry(name)
     apps = {
         r.name: RepositoryApp(r, authenticator, run_in_thread, options["extra-index-url"],
-                              config.is_reserved)
+                              config.is_reserved, metrics)
         for r in repositories
     }
     spool_dir = os.path.join(state_root, "tmp")
     os.makedirs(spool_dir, exist_ok=True)
-    site = IndexSite(Root(apps, repositories), spool_dir,
+    site = IndexSite(Root(apps, repositories, metrics), spool_dir,
                      {r.name: r.config.max_file_bytes for r in repositories},
-                     timeout=options.get("timeout", HTTP_IDLE_TIMEOUT))
+                     metrics=metrics, timeout=options.get("timeout", HTTP_IDLE_TIMEOUT))
     site.displayTracebacks = False
 
     timers = []

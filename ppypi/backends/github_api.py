@@ -87,6 +87,7 @@ class GitHubAPI:
         self.backoff = backoff
         self._blocked_until = {}   # token (or None) -> clock time
         self.calls = 0
+        self.on_retry = lambda: None
 
     def url(self, path):
         return path if path.startswith(("http://", "https://")) else self.api_url + path
@@ -147,6 +148,7 @@ class GitHubAPI:
         last_problem = None
         for attempt in range(attempts):
             if attempt:
+                self.on_retry()
                 await deferLater(self.clock, self.backoff * (2 ** (attempt - 1)), lambda: None)
                 if hasattr(data, "seek"):
                     data.seek(0)

@@ -80,6 +80,10 @@ def _accepts_gzip(request):
     return False
 
 
+_UPLOAD_OUTCOMES = {401: "unauthorized", 403: "forbidden", 409: "conflict", 413: "too_large",
+                    507: "no_space"}
+
+
 class RepositoryApp:
     """
     The Klein application serving one repository.
@@ -95,13 +99,14 @@ class RepositoryApp:
     log = Logger()
 
     def __init__(self, repository, authenticator, run_in_thread, extra_index_url=None,
-                 is_reserved=lambda name: False):
+                 is_reserved=lambda name: False, metrics=None):
         self.repository = repository
         self.index = repository.index
         self.authenticator = authenticator
         self._run = run_in_thread
         self.extra_index_url = extra_index_url
         self.is_reserved = is_reserved
+        self.metrics = metrics
 
     def resource(self):
         return FastPages(self, self.app.resource())
@@ -455,6 +460,21 @@ class RepositoryApp:
     @app.route("/", methods=["POST"])
     @app.route("/legacy/", methods=["POST"])
     async def upload(self, request):
+        """The legacy upload API; every outcome is counted in /metrics."""
+        try:
+            body, outcome = await self._upload(request)
+        except HTTPError as e:
+            outcome = _UPLOAD_OUTCOMES.get(e.code, "rejected" if e.code < 500 else "failed")
+            raise
+        except Exception:
+            outcome = "failed"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.upload(self.repository.name, outcome)
+        return body
+
+    async def _upload(self, request):
         principal = await self._authorize(request, WRITE)
         try:
             boundary = multipart.boundary_of(request.getHeader("content-type"))
@@ -474,7 +494,7 @@ class RepositoryApp:
                 raise HTTPError(str(e), 413) from None
             action = (fields.get(":action") or [None])[0]
             if action == "remove_pkg":
-                return await self._remove_release(fields, principal)
+                return await self._remove_release(fields, principal), "removed"
             if action != "file_upload":
                 raise HTTPError(f"Unsupported :action {action!r}" if action
                                 else "Missing :action (file_upload)")
@@ -504,7 +524,9 @@ class RepositoryApp:
             if upload is not None:
                 await self._run(upload.discard)
         request.setHeader("Content-Type", "text/plain; charset=utf-8")
-        return b"OK\n" if status == "stored" else b"OK (already there, unchanged)\n"
+        if status == "stored":
+            return b"OK\n", "stored"
+        return b"OK (already there, unchanged)\n", "unchanged"
 
     async def _remove_release(self, fields, principal=None):
         """pypiserver's :action=remove_pkg: delete one release's files."""

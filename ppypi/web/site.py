@@ -18,12 +18,15 @@ class Root(Resource):
     for the server, anything else goes to the first repository.
     """
 
-    def __init__(self, apps, repositories):
+    def __init__(self, apps, repositories, metrics=None):
         super().__init__()
         self._apps = {name: app.resource() for name, app in apps.items()}
         self._default = next(iter(self._apps.values()))
         self._repositories = repositories
         self.putChild(b"health", Health(repositories))
+        if metrics is not None:
+            from ..metrics import MetricsResource
+            self.putChild(b"metrics", MetricsResource(metrics))
 
     def getChild(self, path, request):
         try:
@@ -73,9 +76,10 @@ class IndexSite(server.Site):
     ACCESS_LOG_DELAY = 0.25
     ACCESS_LOG_BATCH = 1000
 
-    def __init__(self, resource, spool_dir, limits, **kwargs):
+    def __init__(self, resource, spool_dir, limits, metrics=None, **kwargs):
         super().__init__(resource, requestFactory=PPyPIRequest,
                          logFormatter=access_log_line, **kwargs)
+        self.metrics = metrics
         self._access_lines = []
         self._access_flush = None
         self.spool_dir = spool_dir
@@ -83,6 +87,10 @@ class IndexSite(server.Site):
         self._largest = max(self._limits.values())
 
     def log(self, request):
+        if self.metrics is not None:
+            started = getattr(request, "started", None)
+            seconds = self.reactor.seconds() - started if started is not None else 0.0
+            self.metrics.request(request.method, request.uri, request.code, seconds)
         self._access_lines.append(access_log_line(self._logDateTime, request))
         if len(self._access_lines) >= self.ACCESS_LOG_BATCH:
             self.flush_access_log()

@@ -65,6 +65,8 @@ class PPyPIRequest(server.Request):
     def __init__(self, channel, *args, **kwargs):
         kwargs["parsePOSTFormSubmission"] = False
         super().__init__(channel, *args, **kwargs)
+        site = getattr(channel, "site", None)
+        self.started = site.reactor.seconds() if site is not None else None
 
     def gotLength(self, length):
         site = getattr(self.channel, "site", None)
