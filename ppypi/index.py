@@ -30,11 +30,11 @@ class DistFile:
 
     __slots__ = ("filename", "project", "version", "kind", "sha256", "size",
                  "mtime", "requires_python", "location", "metadata_sha256",
-                 "core_metadata", "upload_time")
+                 "core_metadata", "upload_time", "summary")
 
     def __init__(self, filename, project, version, kind, sha256, size, mtime,
                  requires_python=None, location=None, metadata_sha256=None,
-                 core_metadata=False, upload_time=None):
+                 core_metadata=False, upload_time=None, summary=None):
         self.filename = filename
         self.project = project
         self.version = version
@@ -51,6 +51,7 @@ class DistFile:
         # of Metadata-Version 2.2+ without Dynamic fields).
         self.core_metadata = core_metadata
         self.upload_time = upload_time if upload_time is not None else mtime
+        self.summary = summary
 
     def _key(self):
         return tuple(getattr(self, s) for s in self.__slots__)

@@ -113,15 +113,26 @@ def requires_python_of(msg):
     return " ".join(str(value).split()) or None
 
 
+MAX_SUMMARY = 512
+
+
+def summary_of(msg):
+    value = msg.get("Summary")
+    if value is None:
+        return None
+    return " ".join(str(value).split())[:MAX_SUMMARY] or None
+
+
 class Inspection:
     """What an index needs from a file's metadata."""
 
-    __slots__ = ("raw", "requires_python", "servable")
+    __slots__ = ("raw", "requires_python", "servable", "summary")
 
-    def __init__(self, raw, requires_python, servable):
+    def __init__(self, raw, requires_python, servable, summary=None):
         self.raw = raw
         self.requires_python = requires_python
         self.servable = servable
+        self.summary = summary
 
 
 def inspect(path, kind, filename):
@@ -133,7 +144,8 @@ def inspect(path, kind, filename):
     """
     raw = read_metadata(path, kind, filename)
     msg = parse_metadata(raw)
-    return Inspection(raw, requires_python_of(msg), core_metadata_servable(kind, msg))
+    return Inspection(raw, requires_python_of(msg), core_metadata_servable(kind, msg),
+                      summary_of(msg))
 
 
 def requires_python(path, kind, filename):

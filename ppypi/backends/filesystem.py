@@ -23,8 +23,8 @@ from ..metadata import MetadataError, inspect
 from . import BackendError, FileMissing
 
 # Cache entries: [size, mtime_ns, sha256, requires_python, metadata_sha256,
-# core_metadata (servable), upload_time]
-CACHE_VERSION = 2
+# core_metadata (servable), upload_time, summary]
+CACHE_VERSION = 3
 _HASH_CHUNK = 1 << 20
 
 
@@ -113,16 +113,16 @@ class MetadataStore:
 
 def inspect_file(path, kind, filename, store):
     """
-    (requires_python, metadata_sha256, servable) of a distribution file,
-    storing its metadata. A file whose metadata cannot be read is still
+    (requires_python, metadata_sha256, servable, summary) of a distribution
+    file, storing its metadata. A file whose metadata cannot be read is still
     served, without them.
     """
     try:
         found = inspect(path, kind, filename)
     except MetadataError:
-        return None, None, False
+        return None, None, False, None
     sha256 = store.put(found.raw) if store is not None else hashlib.sha256(found.raw).hexdigest()
-    return found.requires_python, sha256, found.servable
+    return found.requires_python, sha256, found.servable, found.summary
 
 
 def scan_folder(folder, cache, exclude=(), warned=frozenset(), store=None):
@@ -181,24 +181,25 @@ def scan_folder(folder, cache, exclude=(), warned=frozenset(), store=None):
             key = [st.st_size, st.st_mtime_ns]
             entry_cache = cache.get(relpath)
             if entry_cache is not None and entry_cache[:2] == key:
-                sha256, rp, meta_sha, servable, uploaded = entry_cache[2:7]
+                sha256, rp, meta_sha, servable, uploaded, summary = entry_cache[2:8]
             else:
                 try:
                     sha256 = sha256_file(entry.path)
-                    rp, meta_sha, servable = inspect_file(entry.path, dist.kind, name, store)
+                    rp, meta_sha, servable, summary = inspect_file(entry.path, dist.kind, name,
+                                                                   store)
                 except OSError:
                     continue
                 # Dropped in by hand: its upload time is its mtime.
                 uploaded = st.st_mtime_ns / 1e9
                 hashed += 1
-            new_cache[relpath] = key + [sha256, rp, meta_sha, servable, uploaded]
+            new_cache[relpath] = key + [sha256, rp, meta_sha, servable, uploaded, summary]
             if name in files:
                 if relpath not in warned:
                     warnings.append((relpath, f"skipped, {name} is also at {files[name].location}"))
                 continue
             files[name] = DistFile(
                 name, dist.project, dist.version, dist.kind, sha256, st.st_size,
-                st.st_mtime_ns / 1e9, rp, relpath, meta_sha, servable, uploaded)
+                st.st_mtime_ns / 1e9, rp, relpath, meta_sha, servable, uploaded, summary)
     changed = new_cache != cache
     return ScanResult(list(files.values()), hashed, skipped, warnings, changed), new_cache
 
@@ -360,11 +361,11 @@ class FilesystemBackend:
         with self._stored_lock:
             self._stored[relpath] = [st.st_size, st.st_mtime_ns, upload.sha256,
                                      checked.requires_python, meta_sha, checked.servable,
-                                     uploaded]
+                                     uploaded, checked.summary]
         dist = DistFile(dist_name.filename, dist_name.project, dist_name.version,
                         dist_name.kind, upload.sha256, st.st_size, st.st_mtime_ns / 1e9,
                         checked.requires_python, relpath, meta_sha, checked.servable,
-                        uploaded)
+                        uploaded, checked.summary)
         return status, dist
 
     async def store(self, upload, checked, overwrite=False, principal=None, replacing=None):

@@ -93,7 +93,8 @@ def dist_from_entry(filename, entry):
     return DistFile(
         filename, dist.project, dist.version, dist.kind, entry["sha256"], entry["size"],
         entry["upload_time"], entry.get("requires_python"), str(entry["asset_id"]),
-        entry.get("metadata_sha256"), bool(entry.get("core_metadata")), entry["upload_time"])
+        entry.get("metadata_sha256"), bool(entry.get("core_metadata")), entry["upload_time"],
+        entry.get("summary"))
 
 
 class GitHubBackend:
@@ -388,6 +389,7 @@ class GitHubBackend:
                 "core_metadata": checked.servable, "release_id": release["id"],
                 "asset_id": asset["id"],
                 "metadata_asset_id": meta_asset["id"] if meta_asset else None,
+                "summary": checked.summary,
             }
 
             def add(doc):
@@ -631,9 +633,9 @@ class GitHubBackend:
                 try:
                     found = await self._run(inspect, path, dist.kind, asset["name"])
                     meta_sha = await self._run(self.metadata.put, found.raw)
-                    rp, servable = found.requires_python, found.servable
+                    rp, servable, summary = found.requires_python, found.servable, found.summary
                 except MetadataError:
-                    meta_sha, rp, servable = None, None, False
+                    meta_sha, rp, servable, summary = None, None, False, None
             finally:
                 os.unlink(path)
             created = _parse_time(asset.get("created_at")) or time.time()
@@ -645,6 +647,7 @@ class GitHubBackend:
                 "core_metadata": servable, "release_id": release["id"],
                 "asset_id": asset["id"],
                 "metadata_asset_id": metadata_ids.get((release["id"], asset["name"])),
+                "summary": summary,
             }
         progress(len(assets), len(assets))
         for project, files in docs.items():

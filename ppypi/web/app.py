@@ -22,7 +22,7 @@ from ..backends.github_api import RateLimited
 from ..names import MAX_FILENAME, is_valid_name, normalize
 from ..repository import FileConflict
 from . import files as filesmod
-from . import multipart, pypi_json
+from . import multipart, pages, pypi_json
 from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable
 from .negotiate import JSON, NotAcceptableFormat, negotiate
 from .upload import UploadError, check_upload, safe_reason
@@ -107,6 +107,8 @@ class RepositoryApp:
         self.extra_index_url = extra_index_url
         self.is_reserved = is_reserved
         self.metrics = metrics
+        self._people_cache = {}
+        self._summaries_cache = (None, [])
 
     def resource(self):
         return FastPages(self, self.app.resource())
@@ -550,47 +552,130 @@ class RepositoryApp:
 
     # -- people
 
-    @app.route("/", methods=["GET", "HEAD"])
-    async def home(self, request):
-        await self._authorize(request, READ)
-        base = _base_url(request)
-        simple = f"{base}simple/"
-        n_projects = len(self.index.projects)
-        n_files = len(self.index)
-        body = f"""<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>ppypi: {escape(self.repository.name)}</title></head>
-<body>
-<h1>ppypi: repository {escape(self.repository.name)}</h1>
-<p>{n_projects} projects, {n_files} files. <a href="simple/">Browse the simple index</a>.</p>
-<h2>Install with pip</h2>
-<pre>pip install --index-url {escape(simple)} PACKAGE</pre>
-<p>or in <code>pip.conf</code>:</p>
-<pre>[global]
-index-url = {escape(simple)}</pre>
-<h2>Install with uv</h2>
-<pre>uv pip install --index-url {escape(simple)} PACKAGE</pre>
-<p>or in <code>pyproject.toml</code>:</p>
-<pre>[[tool.uv.index]]
-name = "{escape(self.repository.name)}"
-url = "{escape(simple)}"</pre>
-<h2>Install with poetry</h2>
-<pre>poetry source add --priority=primary {escape(self.repository.name)} {escape(simple)}</pre>
-<h2>Upload with twine</h2>
-<pre>twine upload --repository-url {escape(base)} dist/*</pre>
-</body>
-</html>
-"""
+    # -- pages for people
+
+    def _security_headers(self, request):
+        request.setHeader("Content-Security-Policy", pages.CONTENT_SECURITY_POLICY)
+        request.setHeader("X-Content-Type-Options", "nosniff")
+        request.setHeader("Referrer-Policy", "same-origin")
         request.setHeader("Content-Type", "text/html; charset=utf-8")
-        data = body.encode("utf-8")
-        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-        request.setHeader("ETag", etag)
+
+    async def _people_page(self, request, key, make):
+        """
+        A page for people, rendered once per change of what it shows (C{key}
+        includes the index's state) and answered with an ETag and 304s.
+        """
+        self._security_headers(request)
         request.setHeader("Cache-Control", self._cache_control())
+        cached = self._people_cache.get(key)
+        if cached is None:
+            body = await make()
+            cached = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+            if len(self._people_cache) >= 2048:
+                self._people_cache.clear()
+            self._people_cache[key] = cached
+        return self._answer_people_page(request, *cached)
+
+    @staticmethod
+    def _answer_people_page(request, body, etag):
+        request.setHeader("ETag", etag)
         if _not_modified(request, etag, None):
             request.setResponseCode(304)
             return b""
-        return data
+        request.setHeader("Content-Length", str(len(body)))
+        return body
+
+    def _summaries(self):
+        """Every project, most recently updated first (once per index change)."""
+        generation = self.index.generation
+        if self._summaries_cache[0] != generation:
+            summaries = [pages.ProjectSummary(name, list(self.index.project_files(name)),
+                                              self.index.yanks.get(name, {}))
+                         for name in self.index.projects]
+            summaries.sort(key=lambda p: (-p.updated, p.name))
+            self._summaries_cache = (generation, summaries)
+        return self._summaries_cache[1]
+
+    @app.route("/", methods=["GET", "HEAD"])
+    async def home(self, request):
+        """The projects, most recently updated first; ?q= searches names and summaries."""
+        await self._authorize(request, READ)
+        base = _base_url(request)
+        summaries = self._summaries()
+        query = request.args.get(b"q", [b""])[0].decode("utf-8", "replace").strip()[:200]
+        name = self.repository.name
+        if query:
+            needle = query.lower()
+            results = []
+            for summary in summaries:
+                if needle in summary.haystack:
+                    results.append(summary)
+                    if len(results) >= pages.SEARCH_LIMIT:
+                        break
+            # Search results are not kept: queries are many and cheap to answer.
+            return await self._uncached_people_page(
+                request, pages.home(name, base, summaries, len(self.index), query, results))
+        key = ("home", base, self.index.generation)
+        return await self._people_page(request, key, lambda: pages.render(
+            pages.home(name, base, summaries, len(self.index))))
+
+    async def _uncached_people_page(self, request, tree):
+        self._security_headers(request)
+        request.setHeader("Cache-Control", "no-store")
+        body = await pages.render(tree)
+        request.setHeader("Content-Length", str(len(body)))
+        return body
+
+    @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
+    async def project_page(self, request, name):
+        return await self._project_page(request, name, None)
+
+    @app.route("/project/<string:name>/<string:version>/", methods=["GET", "HEAD"])
+    async def version_page(self, request, name, version):
+        return await self._project_page(request, name, version)
+
+    async def _project_page(self, request, name, version):
+        await self._authorize(request, READ)
+        self._require_ready()
+        if not is_valid_name(name):
+            raise NotFound("not a valid project name")
+        project = normalize(name)
+        base = _base_url(request)
+        if project != name:
+            request.setResponseCode(301)
+            tail = f"{version}/" if version else ""
+            request.setHeader("Location", f"{base}project/{project}/{tail}")
+            return b""
+        files = list(self.index.project_files(project))
+        if not files:
+            raise NotFound(f"no project {project}")
+        yanks = self.index.yanks.get(project, {})
+        if version is None:
+            shown = pages.latest_version({f.version for f in files}, yanks)
+        else:
+            try:
+                release = self.repository.release(project, version)
+            except InvalidVersion:
+                raise NotFound("no such version") from None
+            if not release:
+                raise NotFound(f"{project} has no version {version}")
+            shown = release[0].version
+        key = ("project", base, project, version, shown, self.index.changed_at(project))
+
+        async def make():
+            source = pypi_json.metadata_file([f for f in files if f.version == shown])
+            raw = None
+            if source is not None:
+                try:
+                    raw = await self.repository.backend.read_metadata(source.metadata_sha256,
+                                                                      source)
+                except BackendError:
+                    raw = None
+            tree, raw_html = pages.project(self.repository.name, base, project, files, yanks,
+                                           shown, raw, pinned=version is not None)
+            return await pages.render(tree, raw_html)
+
+        return await self._people_page(request, key, make)
 
 
 class FastPages(Resource):

@@ -11,7 +11,7 @@ from packaging.version import InvalidVersion, Version
 from twisted.web import server
 
 from ..metadata import (MetadataError, core_metadata_servable, parse_metadata,
-                        read_metadata, requires_python_of)
+                        read_metadata, requires_python_of, summary_of)
 from ..names import InvalidFilename, is_safe_filename, is_valid_name, normalize, parse_filename
 
 # Room for the form fields around the file part.
@@ -134,11 +134,12 @@ def _one(fields, name, required=True):
 class CheckedUpload:
     """An upload that passed every check, with its core metadata."""
 
-    def __init__(self, dist, metadata, requires_python, servable):
+    def __init__(self, dist, metadata, requires_python, servable, summary=None):
         self.dist = dist
         self.metadata = metadata
         self.requires_python = requires_python
         self.servable = servable
+        self.summary = summary
 
 
 def check_upload(fields, upload):
@@ -204,7 +205,7 @@ def check_upload(fields, upload):
             raise UploadError(f"Version in the file's metadata ({meta_version}) does not "
                               f"match the filename ({filename})")
     return CheckedUpload(dist, raw, requires_python_of(metadata),
-                         core_metadata_servable(dist.kind, metadata))
+                         core_metadata_servable(dist.kind, metadata), summary_of(metadata))
 
 
 def safe_reason(message):

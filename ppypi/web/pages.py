@@ -1,0 +1,331 @@
+"""
+Pages for people: the project list with search, a project, a version.
+
+Built with twisted.web.template's tags, so every value from a package's
+metadata is escaped by construction; the long description is rendered and
+sanitised by readme-renderer, as pypi.org does. No asset from outside the
+server: the style and the one small script (the copy button) are inline,
+and the Content-Security-Policy allows nothing else.
+"""
+
+import base64
+import hashlib
+import os
+from datetime import datetime, timezone
+
+from packaging.version import InvalidVersion, Version
+from twisted.web.template import Tag, flattenString, tags
+
+from ..index import sort_versions
+from ..metadata import parse_metadata
+
+STYLE = """
+:root { color-scheme: light dark; --fg: #1f2328; --bg: #ffffff; --muted: #59636e;
+  --line: #d1d9e0; --accent: #0969da; --panel: #f6f8fa; --warn: #9a6700; }
+@media (prefers-color-scheme: dark) {
+  :root { --fg: #e6edf3; --bg: #0d1117; --muted: #9198a1; --line: #3d444d;
+    --accent: #4493f8; --panel: #151b23; --warn: #d29922; } }
+* { box-sizing: border-box; }
+body { margin: 0; font: 16px/1.5 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
+header, main, footer { max-width: 60rem; margin: 0 auto; padding: 0.75rem 1rem; }
+header { border-bottom: 1px solid var(--line); display: flex; flex-wrap: wrap; gap: 0.5rem 1rem;
+  align-items: center; justify-content: space-between; }
+header a.brand { font-weight: 600; font-size: 1.1rem; }
+a { color: var(--accent); }
+a:focus-visible, button:focus-visible, input:focus-visible { outline: 3px solid var(--accent);
+  outline-offset: 2px; }
+form.search { display: flex; gap: 0.5rem; flex: 1 1 16rem; max-width: 30rem; }
+form.search input { flex: 1; min-width: 0; padding: 0.4rem 0.6rem; font: inherit;
+  color: inherit; background: var(--panel); border: 1px solid var(--line); border-radius: 6px; }
+button { font: inherit; padding: 0.4rem 0.8rem; border: 1px solid var(--line); border-radius: 6px;
+  background: var(--panel); color: inherit; cursor: pointer; }
+h1 { font-size: 1.6rem; margin: 0.5rem 0; overflow-wrap: anywhere; }
+h2 { font-size: 1.2rem; margin: 1.5rem 0 0.5rem; }
+.muted { color: var(--muted); }
+.yanked { color: var(--warn); }
+ul.projects { list-style: none; padding: 0; margin: 0; }
+ul.projects li { padding: 0.6rem 0; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
+pre, code { font-family: ui-monospace, monospace; font-size: 0.9em; }
+pre { background: var(--panel); padding: 0.6rem; border-radius: 6px; overflow-x: auto;
+  white-space: pre-wrap; overflow-wrap: anywhere; }
+.install { display: flex; gap: 0.5rem; align-items: stretch; flex-wrap: wrap; }
+.install pre { margin: 0; flex: 1 1 14rem; }
+.table { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 0.35rem 0.5rem; border-bottom: 1px solid var(--line);
+  vertical-align: top; }
+td.hash { font-family: ui-monospace, monospace; font-size: 0.8em; overflow-wrap: anywhere;
+  word-break: break-all; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 0.25rem 1rem; }
+dl.meta dt { color: var(--muted); }
+dl.meta dd { margin: 0; overflow-wrap: anywhere; }
+.description { border-top: 1px solid var(--line); margin-top: 1rem; overflow-wrap: anywhere; }
+.description img { max-width: 100%; }
+.description pre { white-space: pre; overflow-x: auto; }
+"""
+
+COPY_SCRIPT = (
+    "document.querySelectorAll('button[data-copy]').forEach(function(b){"
+    "b.addEventListener('click',function(){"
+    "var t=document.getElementById(b.getAttribute('data-copy')).textContent;"
+    "var done=function(){b.textContent='Copied';};"
+    "if(navigator.clipboard){navigator.clipboard.writeText(t).then(done,done);}"
+    "else{done();}});});"
+)
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(COPY_SCRIPT.encode()).digest()).decode()
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    f"script-src 'sha256-{_SCRIPT_HASH}'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'")
+
+# The project list shows this many; the search finds the others.
+LIST_LIMIT = 200
+SEARCH_LIMIT = 100
+
+
+def _date(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _size(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def _page(title, base, body, query=""):
+    return tags.html(lang="en")(
+        tags.head(
+            tags.meta(charset="utf-8"),
+            tags.meta(name="viewport", content="width=device-width, initial-scale=1"),
+            tags.title(title),
+            tags.style(STYLE),
+        ),
+        tags.body(
+            tags.header(
+                tags.a(href=base, class_="brand")("ppypi"),
+                tags.form(class_="search", action=base, method="get", role="search")(
+                    tags.label(for_="q", class_="muted")("Search"),
+                    tags.input(id="q", name="q", type="search", value=query,
+                               placeholder="name or summary"),
+                    tags.button(type="submit")("Search"),
+                ),
+            ),
+            Tag("main")(body),  # HTML5, not in twisted.web.template's tag list
+            tags.script(COPY_SCRIPT),
+        ),
+    )
+
+
+async def render(tree, raw=None):
+    """
+    Flatten a page. C{raw}: {marker: sanitised HTML} to put in place of
+    markers (the description, which readme-renderer has sanitised; a marker
+    is random per page, so no escaped text can equal it).
+    """
+    body = await flattenString(None, tree)
+    for marker, html in (raw or {}).items():
+        body = body.replace(marker.encode(), html.encode("utf-8"), 1)
+    return b"<!DOCTYPE html>\n" + body
+
+
+def latest_version(versions, yanks):
+    """The version a person wants to see first: the newest release that is
+    not yanked nor a pre-release, else the newest."""
+    ordered = sort_versions(versions)
+    for v in reversed(ordered):
+        try:
+            if v not in yanks and not Version(v).is_prerelease:
+                return v
+        except InvalidVersion:  # pragma: no cover
+            continue
+    return ordered[-1]
+
+
+class ProjectSummary:
+    """What the list and the search show of a project."""
+
+    __slots__ = ("name", "version", "summary", "updated", "haystack")
+
+    def __init__(self, name, files, yanks):
+        versions = {f.version for f in files}
+        self.name = name
+        self.version = latest_version(versions, yanks)
+        latest = [f for f in files if f.version == self.version]
+        self.summary = next((f.summary for f in latest if f.summary), None)
+        self.updated = max(f.upload_time for f in files)
+        self.haystack = f"{name}\n{self.summary or ''}".lower()
+
+
+def setup_snippets(base, name):
+    simple = f"{base}simple/"
+    return [
+        tags.h2("Set up pip, uv, poetry and twine"),
+        tags.p("pip:"), tags.pre(f"pip install --index-url {simple} PACKAGE"),
+        tags.p("or in ", tags.code("pip.conf"), ":"),
+        tags.pre(f"[global]\nindex-url = {simple}"),
+        tags.p("uv:"), tags.pre(f"uv pip install --index-url {simple} PACKAGE"),
+        tags.p("or in ", tags.code("pyproject.toml"), ":"),
+        tags.pre(f'[[tool.uv.index]]\nname = "{name}"\nurl = "{simple}"'),
+        tags.p("poetry:"), tags.pre(f"poetry source add --priority=primary {name} {simple}"),
+        tags.p("twine:"), tags.pre(f"twine upload --repository-url {base} dist/*"),
+    ]
+
+
+def home(repo_name, base, summaries, total_files, query=None, results=None):
+    """The project list (most recently updated first), or search results."""
+    shown = results if query else summaries[:LIST_LIMIT]
+    items = [tags.li(
+        tags.a(href=f"{base}project/{s.name}/")(tags.strong(s.name)), " ",
+        tags.span(class_="muted")(s.version), tags.br(),
+        s.summary or tags.span(class_="muted")("(no summary)"), tags.br(),
+        tags.span(class_="muted")("updated ", tags.time(_date(s.updated))),
+    ) for s in shown]
+    if query:
+        heading = tags.h1(f"{len(results)} result{'s' if len(results) != 1 else ''} for ",
+                          tags.q(query))
+        note = [tags.p(class_="muted")(f"Showing the first {SEARCH_LIMIT}.")] \
+            if len(results) >= SEARCH_LIMIT else []
+    else:
+        heading = tags.h1(f"Repository {repo_name}")
+        note = [tags.p(class_="muted")(
+            f"{len(summaries)} projects, {total_files} files.",
+            f" The {LIST_LIMIT} most recently updated are listed; search for the others."
+            if len(summaries) > LIST_LIMIT else "")]
+    body = [heading, *note, tags.ul(class_="projects")(*items)]
+    if not query:
+        body += setup_snippets(base, repo_name)
+    return _page(f"ppypi: {repo_name}", base, body, query or "")
+
+
+def _metadata_list(msg):
+    def get(field):
+        value = msg.get(field) if msg is not None else None
+        return str(value) if value is not None else None
+
+    def get_all(field):
+        return [str(v) for v in (msg.get_all(field) or [])] if msg is not None else []
+
+    items = []
+    license_ = get("License-Expression") or get("License")
+    if license_:
+        items += [tags.dt("License"), tags.dd(license_.splitlines()[0][:200])]
+    if get("Requires-Python"):
+        items += [tags.dt("Requires Python"), tags.dd(tags.code(get("Requires-Python")))]
+    for author in ("Author", "Author-email", "Maintainer", "Maintainer-email"):
+        if get(author):
+            items += [tags.dt(author.replace("-email", " email")), tags.dd(get(author))]
+    deps = get_all("Requires-Dist")
+    if deps:
+        items += [tags.dt("Dependencies"),
+                  tags.dd(tags.ul(*[tags.li(tags.code(d)) for d in deps]))]
+    urls = []
+    for entry in get_all("Project-URL") + ([f"Homepage, {get('Home-page')}"]
+                                           if get("Home-page") else []):
+        label, _, url = entry.partition(",")
+        url = url.strip()
+        # Only web links: no javascript:, data: or other schemes.
+        if url.lower().startswith(("https://", "http://")):
+            urls.append(tags.li(tags.a(href=url, rel="nofollow noopener")(label.strip() or url)))
+        elif url:
+            urls.append(tags.li(label.strip(), ": ", tags.code(url)))
+    if urls:
+        items += [tags.dt("Links"), tags.dd(tags.ul(*urls))]
+    classifiers = get_all("Classifier")
+    if classifiers:
+        items += [tags.dt("Classifiers"),
+                  tags.dd(tags.ul(*[tags.li(c) for c in classifiers[:100]]))]
+    return tags.dl(class_="meta")(*items) if items else []
+
+
+def description_html(msg):
+    """The long description, rendered and sanitised as Warehouse does; None if none."""
+    import readme_renderer.markdown
+    import readme_renderer.rst
+    import readme_renderer.txt
+
+    if msg is None:
+        return None
+    text = msg.get_payload() if isinstance(msg.get_payload(), str) else None
+    if not (text and text.strip()):
+        text = str(msg.get("Description") or "")
+    if not text.strip():
+        return None
+    ctype = str(msg.get("Description-Content-Type") or "text/x-rst").lower()
+    try:
+        if ctype.startswith("text/markdown"):
+            html = readme_renderer.markdown.render(text)
+        elif ctype.startswith("text/plain"):
+            html = readme_renderer.txt.render(text)
+        else:
+            html = readme_renderer.rst.render(text)
+    except Exception:
+        html = None
+    return html if html is not None else readme_renderer.txt.render(text)
+
+
+def project(repo_name, base, name, files, yanks, version, raw_metadata, pinned):
+    """
+    A project page (C{pinned}: the page of one version).
+
+    @return: (tree, raw) for L{render}.
+    """
+    msg = parse_metadata(raw_metadata) if raw_metadata else None
+    summary = str(msg.get("Summary")) if msg is not None and msg.get("Summary") else None
+    versions = {}
+    for f in files:
+        versions.setdefault(f.version, []).append(f)
+    version_rows = []
+    for v in reversed(sort_versions(versions)):
+        uploaded = max(f.upload_time for f in versions[v])
+        state = []
+        if v in yanks:
+            state = [tags.span(class_="yanked")("yanked"),
+                     (": " + yanks[v]) if yanks[v] else ""]
+        version_rows.append(tags.tr(
+            tags.td(tags.a(href=f"{base}project/{name}/{v}/")(v),
+                    " (this page)" if pinned and v == version else ""),
+            tags.td(tags.time(_date(uploaded))),
+            tags.td(*state)))
+    file_rows = [tags.tr(
+        tags.td(tags.a(href=f"{base}{f.url_path}")(f.filename)),
+        tags.td(f.kind.replace("bdist_wheel", "wheel")),
+        tags.td(_size(f.size)),
+        tags.td(class_="hash")(f.sha256),
+    ) for f in sorted(versions[version], key=lambda f: f.filename)]
+    pin = f"=={version}" if pinned or version in yanks else ""
+    install = f"pip install --index-url {base}simple/ {name}{pin}"
+    yanked_note = []
+    if version in yanks:
+        yanked_note = [tags.p(class_="yanked")(
+            "This release is yanked", (": " + yanks[version]) if yanks[version] else "",
+            ". Installers skip it unless it is pinned with ==.")]
+    described = description_html(msg)
+    marker = "ppypi-description-" + os.urandom(16).hex()
+    body = [
+        tags.h1(name, " ", tags.span(class_="muted")(version)),
+        tags.p(summary) if summary else [],
+        *yanked_note,
+        tags.div(class_="install")(
+            tags.pre(id="install-line")(install),
+            tags.button(type="button", **{"data-copy": "install-line",
+                                          "aria-label": "Copy the install command"})("Copy"),
+        ),
+        _metadata_list(msg),
+        tags.h2("Files of ", version),
+        tags.div(class_="table")(tags.table(
+            tags.thead(tags.tr(tags.th("File"), tags.th("Type"), tags.th("Size"),
+                               tags.th("sha256"))),
+            tags.tbody(*file_rows))),
+        tags.h2("Versions"),
+        tags.div(class_="table")(tags.table(
+            tags.thead(tags.tr(tags.th("Version"), tags.th("Uploaded"), tags.th("State"))),
+            tags.tbody(*version_rows))),
+        tags.h2("Description"),
+        tags.div(class_="description")(marker) if described
+        else tags.p(class_="muted")("No description."),
+    ]
+    title = f"{name} {version}" if pinned else name
+    return _page(f"{title} · ppypi: {repo_name}", base, body), (
+        {marker: described} if described else {})
