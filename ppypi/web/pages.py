@@ -34,7 +34,9 @@ header a.brand { font-weight: 600; font-size: 1.1rem; }
 a { color: var(--accent); }
 a:focus-visible, button:focus-visible, input:focus-visible { outline: 3px solid var(--accent);
   outline-offset: 2px; }
-form.search { display: flex; gap: 0.5rem; flex: 1 1 16rem; max-width: 30rem; }
+form.search { display: flex; gap: 0.5rem; flex: 1 1 12rem; max-width: 30rem; min-width: 0; }
+.sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+  white-space: nowrap; }
 form.search input { flex: 1; min-width: 0; padding: 0.4rem 0.6rem; font: inherit;
   color: inherit; background: var(--panel); border: 1px solid var(--line); border-radius: 6px; }
 button { font: inherit; padding: 0.4rem 0.8rem; border: 1px solid var(--line); border-radius: 6px;
@@ -106,7 +108,7 @@ def _page(title, base, body, query=""):
             tags.header(
                 tags.a(href=base, class_="brand")("ppypi"),
                 tags.form(class_="search", action=base, method="get", role="search")(
-                    tags.label(for_="q", class_="muted")("Search"),
+                    tags.label(for_="q", class_="sr-only")("Search projects"),
                     tags.input(id="q", name="q", type="search", value=query,
                                placeholder="name or summary"),
                     tags.button(type="submit")("Search"),
