@@ -9,6 +9,7 @@ dictionary lookup whatever the index size.
 import gzip
 import hashlib
 import json
+import sys
 import time
 from datetime import datetime, timezone
 from email.utils import formatdate
@@ -29,20 +30,22 @@ class DistFile:
     """One distribution file as the index knows it."""
 
     __slots__ = ("filename", "project", "version", "kind", "sha256", "size",
-                 "mtime", "requires_python", "location", "metadata_sha256",
+                 "mtime_ns", "requires_python", "location", "metadata_sha256",
                  "core_metadata", "upload_time", "summary")
 
-    def __init__(self, filename, project, version, kind, sha256, size, mtime,
+    def __init__(self, filename, project, version, kind, sha256, size, mtime_ns,
                  requires_python=None, location=None, metadata_sha256=None,
                  core_metadata=False, upload_time=None, summary=None):
+        # Interned: a project's name, versions and Requires-Python repeat
+        # across its files (memory at 100,000 files).
         self.filename = filename
-        self.project = project
-        self.version = version
-        self.kind = kind
+        self.project = sys.intern(project)
+        self.version = sys.intern(version)
+        self.kind = sys.intern(kind)
         self.sha256 = sha256
         self.size = size
-        self.mtime = mtime
-        self.requires_python = requires_python
+        self.mtime_ns = mtime_ns
+        self.requires_python = sys.intern(requires_python) if requires_python else None
         # Where the backend keeps it (a path relative to the folder, an asset id...)
         self.location = location
         # The sha256 of its core metadata, if it could be read...
@@ -50,8 +53,12 @@ class DistFile:
         # ...and whether it may be served as PEP 658 metadata (wheels; sdists
         # of Metadata-Version 2.2+ without Dynamic fields).
         self.core_metadata = core_metadata
-        self.upload_time = upload_time if upload_time is not None else mtime
+        self.upload_time = upload_time if upload_time is not None else mtime_ns / 1e9
         self.summary = summary
+
+    @property
+    def mtime(self):
+        return self.mtime_ns / 1e9
 
     def _key(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -300,16 +307,34 @@ class RepositoryIndex:
         @return: (added, removed) counts.
         """
         new = {f.filename: f for f in files}
+        if not self._files:
+            return self._fill(new)
         removed = [name for name in self._files if name not in new]
         for name in removed:
             self.remove(name)
         added = 0
         for name, f in new.items():
-            if self._files.get(name) != f:
+            old = self._files.get(name)
+            if old is not f and old != f:
                 self.add(f)
                 added += 1
         self.ready = True
         return added, len(removed)
+
+    def _fill(self, new):
+        """replace() into an empty index, without per-file bookkeeping."""
+        now = self._clock()
+        for name, f in new.items():
+            self._projects.setdefault(f.project, {})[name] = f
+        self._files = new
+        for project in self._projects:
+            self._changed_at[project] = now
+        self.held.update(self._projects)
+        self._pages.clear()
+        self._root_changed()
+        self.generation += 1
+        self.ready = True
+        return len(new), 0
 
     def set_yanks(self, yanks):
         """Replace every yank: {project: {version: reason}}."""

@@ -43,6 +43,9 @@ def normalize(name):
     return canonicalize_name(name)
 
 
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
 def is_safe_filename(filename):
     """
     True if C{filename} can be used as one path component: no separators,
@@ -51,9 +54,7 @@ def is_safe_filename(filename):
     return (
         0 < len(filename) <= MAX_FILENAME
         and not filename.startswith(".")
-        and "/" not in filename
-        and "\\" not in filename
-        and all(ord(c) >= 0x20 and ord(c) != 0x7F for c in filename)
+        and _UNSAFE.search(filename) is None
     )
 
 

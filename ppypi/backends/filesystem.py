@@ -23,8 +23,8 @@ from ..metadata import MetadataError, inspect
 from . import BackendError, FileMissing
 
 # Cache entries: [size, mtime_ns, sha256, requires_python, metadata_sha256,
-# core_metadata (servable), upload_time, summary]
-CACHE_VERSION = 3
+# core_metadata (servable), upload_time, summary, project, version, kind]
+CACHE_VERSION = 4
 _HASH_CHUNK = 1 << 20
 
 
@@ -125,21 +125,22 @@ def inspect_file(path, kind, filename, store):
     return found.requires_python, sha256, found.servable, found.summary
 
 
-def scan_folder(folder, cache, exclude=(), warned=frozenset(), store=None):
+def scan_folder(folder, known, exclude=(), warned=frozenset(), store=None):
     """
     List the distribution files below C{folder}.
 
     Blocking: run it in a thread.
 
-    @param cache: {relpath: entry} from earlier scans (see CACHE_VERSION);
-        only files whose size or mtime differ are read.
+    @param known: {relpath: DistFile} from earlier scans; a file whose size
+        and mtime are unchanged is that same object again, not read, not
+        even parsed (the cost of a rescan is a stat per file).
     @param store: the L{MetadataStore} that extracted metadata goes to.
     @param exclude: absolute folders not to descend into (other repositories).
     @param warned: relpaths already warned about (each is warned about once).
-    @return: (L{ScanResult}, new cache)
+    @return: (L{ScanResult}, {relpath: DistFile} for the next scan)
     """
     files = {}
-    new_cache = {}
+    seen = {}
     hashed = 0
     skipped = []
     warnings = []
@@ -160,7 +161,7 @@ def scan_folder(folder, cache, exclude=(), warned=frozenset(), store=None):
             name = entry.name
             if name.startswith("."):
                 continue  # state folder, temporary uploads, editors' files
-            relpath = f"{rel}{name}"
+            relpath = rel + name if rel else name
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if entry.path not in exclude:
@@ -171,37 +172,56 @@ def scan_folder(folder, cache, exclude=(), warned=frozenset(), store=None):
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # vanished while we looked
-            try:
-                dist = parse_filename(name)
-            except InvalidFilename as e:
-                skipped.append(relpath)
-                if relpath not in warned:
-                    warnings.append((relpath, f"skipped, not a distribution: {e}"))
-                continue
-            key = [st.st_size, st.st_mtime_ns]
-            entry_cache = cache.get(relpath)
-            if entry_cache is not None and entry_cache[:2] == key:
-                sha256, rp, meta_sha, servable, uploaded, summary = entry_cache[2:8]
-            else:
+            dist = known.get(relpath)
+            if dist is None or dist.size != st.st_size or dist.mtime_ns != st.st_mtime_ns:
+                try:
+                    parsed = parse_filename(name)
+                except InvalidFilename as e:
+                    skipped.append(relpath)
+                    if relpath not in warned:
+                        warnings.append((relpath, f"skipped, not a distribution: {e}"))
+                    continue
                 try:
                     sha256 = sha256_file(entry.path)
-                    rp, meta_sha, servable, summary = inspect_file(entry.path, dist.kind, name,
-                                                                   store)
+                    rp, meta_sha, servable, summary = inspect_file(entry.path, parsed.kind,
+                                                                   name, store)
                 except OSError:
                     continue
-                # Dropped in by hand: its upload time is its mtime.
-                uploaded = st.st_mtime_ns / 1e9
                 hashed += 1
-            new_cache[relpath] = key + [sha256, rp, meta_sha, servable, uploaded, summary]
+                # Dropped in by hand: its upload time is its mtime.
+                dist = DistFile(name, parsed.project, parsed.version, parsed.kind, sha256,
+                                st.st_size, st.st_mtime_ns, rp, relpath, meta_sha, servable,
+                                st.st_mtime_ns / 1e9, summary)
+            seen[relpath] = dist
             if name in files:
                 if relpath not in warned:
                     warnings.append((relpath, f"skipped, {name} is also at {files[name].location}"))
                 continue
-            files[name] = DistFile(
-                name, dist.project, dist.version, dist.kind, sha256, st.st_size,
-                st.st_mtime_ns / 1e9, rp, relpath, meta_sha, servable, uploaded, summary)
-    changed = new_cache != cache
-    return ScanResult(list(files.values()), hashed, skipped, warnings, changed), new_cache
+            files[name] = dist
+    changed = hashed > 0 or len(seen) != len(known)
+    return ScanResult(list(files.values()), hashed, skipped, warnings, changed), seen
+
+
+def dump_known(folder, known):
+    """The persisted form of {relpath: DistFile} (see CACHE_VERSION)."""
+    return json.dumps({"version": CACHE_VERSION, "folder": folder, "files": {
+        relpath: [d.size, d.mtime_ns, d.sha256, d.requires_python, d.metadata_sha256,
+                  d.core_metadata, d.upload_time, d.summary, d.project, d.version, d.kind]
+        for relpath, d in known.items()}}, separators=(",", ":")).encode()
+
+
+def load_known(data, folder):
+    """{relpath: DistFile} from dump_known's output; ValueError if unusable."""
+    if not isinstance(data, dict):
+        raise ValueError("not a mapping")
+    if data.get("version") != CACHE_VERSION or data.get("folder") != folder:
+        return None
+    known = {}
+    for relpath, e in data["files"].items():
+        name = relpath.rsplit("/", 1)[-1]
+        known[relpath] = DistFile(name, e[8], e[9], e[10], e[2], e[0], e[1], e[3],
+                                  name if name == relpath else relpath, e[4], e[5], e[6], e[7])
+    return known
 
 
 class FilesystemBackend:
@@ -224,8 +244,7 @@ class FilesystemBackend:
         self.metadata = MetadataStore(os.path.join(state_dir, "metadata"))
         self._cache = None
         self._warned = set()
-        # Files stored since the last scan, for the persisted cache:
-        # {relpath: [size, mtime_ns, sha256, requires_python]}
+        # Files stored since the last scan, for the next one: {relpath: DistFile}
         self._stored = {}
         self._stored_lock = threading.Lock()
         self.hashed_total = 0
@@ -258,15 +277,13 @@ class FilesystemBackend:
         try:
             with open(self._cache_path, "rb") as f:
                 data = json.load(f)
-            if data.get("version") != CACHE_VERSION or data.get("folder") != self.folder:
+            known = load_known(data, self.folder)
+            if known is None:
                 return {}, "made by another version or for another folder"
-            files = data["files"]
-            if not isinstance(files, dict):
-                raise ValueError("files is not a mapping")
-            return files, None
+            return known, None
         except FileNotFoundError:
             return {}, None
-        except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as e:
             return {}, f"unreadable ({e})"
 
     def _scan(self):
@@ -275,14 +292,14 @@ class FilesystemBackend:
             self._cache, problem = self._load_cache()
         with self._stored_lock:
             stored, self._stored = self._stored, {}
-        cache = dict(self._cache, **stored)
-        result, new_cache = scan_folder(self.folder, cache, self.exclude, self._warned,
-                                        self.metadata)
+        known = self._cache
+        known.update(stored)
+        result, seen = scan_folder(self.folder, known, self.exclude, self._warned,
+                                   self.metadata)
         if result.cache_changed or stored:
             os.makedirs(self.state_dir, exist_ok=True)
-            data = {"version": CACHE_VERSION, "folder": self.folder, "files": new_cache}
-            write_atomically(self._cache_path, json.dumps(data, separators=(",", ":")).encode())
-        self._cache = new_cache
+            write_atomically(self._cache_path, dump_known(self.folder, seen))
+        self._cache = seen
         return result, problem
 
     async def list_files(self):
@@ -357,15 +374,12 @@ class FilesystemBackend:
         fsync_dir(os.path.dirname(final))
         st = os.stat(final)
         meta_sha = self.metadata.put(checked.metadata)
-        uploaded = time.time()
-        with self._stored_lock:
-            self._stored[relpath] = [st.st_size, st.st_mtime_ns, upload.sha256,
-                                     checked.requires_python, meta_sha, checked.servable,
-                                     uploaded, checked.summary]
         dist = DistFile(dist_name.filename, dist_name.project, dist_name.version,
-                        dist_name.kind, upload.sha256, st.st_size, st.st_mtime_ns / 1e9,
+                        dist_name.kind, upload.sha256, st.st_size, st.st_mtime_ns,
                         checked.requires_python, relpath, meta_sha, checked.servable,
-                        uploaded, checked.summary)
+                        time.time(), checked.summary)
+        with self._stored_lock:
+            self._stored[relpath] = dist
         return status, dist
 
     async def store(self, upload, checked, overwrite=False, principal=None, replacing=None):

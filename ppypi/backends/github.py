@@ -92,7 +92,7 @@ def dist_from_entry(filename, entry):
     dist = parse_filename(filename)
     return DistFile(
         filename, dist.project, dist.version, dist.kind, entry["sha256"], entry["size"],
-        entry["upload_time"], entry.get("requires_python"), str(entry["asset_id"]),
+        int(entry["upload_time"] * 1e9), entry.get("requires_python"), str(entry["asset_id"]),
         entry.get("metadata_sha256"), bool(entry.get("core_metadata")), entry["upload_time"],
         entry.get("summary"))
 

@@ -61,19 +61,33 @@ td.hash { font-family: ui-monospace, monospace; font-size: 0.8em; overflow-wrap:
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 0.25rem 1rem; }
 dl.meta dt { color: var(--muted); }
 dl.meta dd { margin: 0; overflow-wrap: anywhere; }
-.description { border-top: 1px solid var(--line); margin-top: 1rem; overflow-wrap: anywhere; }
+main { overflow-wrap: anywhere; }
+.description { border-top: 1px solid var(--line); margin-top: 1rem; }
+.description h1 { font-size: 1.35rem; }
 .description img { max-width: 100%; }
 .description pre { white-space: pre; overflow-x: auto; }
+.description table { display: block; overflow-x: auto; max-width: 100%; }
+.description th, .description td { overflow-wrap: normal; }
+.description blockquote { margin-left: 0; padding-left: 1rem; border-left: 3px solid var(--line);
+  color: var(--muted); }
 """
 
+# "Copied" only when the clipboard took it; otherwise (plain http to a host
+# name is not a secure context, so there is no clipboard API) the text is
+# selected for the person to copy.
 COPY_SCRIPT = (
     "document.querySelectorAll('button[data-copy]').forEach(function(b){"
+    "var say=function(m){b.textContent=m;setTimeout(function(){b.textContent='Copy';},2500);};"
     "b.addEventListener('click',function(){"
-    "var t=document.getElementById(b.getAttribute('data-copy')).textContent;"
-    "var done=function(){b.textContent='Copied';};"
-    "if(navigator.clipboard){navigator.clipboard.writeText(t).then(done,done);}"
-    "else{done();}});});"
+    "var e=document.getElementById(b.getAttribute('data-copy'));"
+    "var select=function(){var r=document.createRange();r.selectNodeContents(e);"
+    "var s=window.getSelection();s.removeAllRanges();s.addRange(r);say('Press Ctrl+C');};"
+    "if(!window.isSecureContext||!navigator.clipboard){select();return;}"
+    "navigator.clipboard.writeText(e.textContent).then(function(){say('Copied');},select);"
+    "});});"
 )
+# The template escapes text, script included: the script must need none.
+assert not set("<>&") & set(COPY_SCRIPT)
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(COPY_SCRIPT.encode()).digest()).decode()
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
