@@ -22,9 +22,10 @@ from ..names import InvalidFilename, parse_filename
 from ..metadata import MetadataError, inspect
 from . import BackendError, FileMissing
 
-# Cache entries: [size, mtime_ns, sha256, requires_python, metadata_sha256,
-# core_metadata (servable), upload_time, summary, project, version, kind]
-CACHE_VERSION = 4
+# files.json: a header line, then a line per file: [relpath, size, mtime_ns,
+# sha256, requires_python, metadata_sha256, core_metadata (servable),
+# upload_time, summary, project, version, kind]
+CACHE_VERSION = 5
 _HASH_CHUNK = 1 << 20
 
 
@@ -151,76 +152,95 @@ def scan_folder(folder, known, exclude=(), warned=frozenset(), store=None):
     while stack:
         path, rel = stack.pop()
         try:
-            entries = list(os.scandir(path))
+            # Iterated, not listed: a flat folder of 100,000 files would be
+            # 100,000 DirEntry objects alive at once.
+            entries = os.scandir(path)
         except OSError as e:
             if path == folder:
                 raise BackendError(f"cannot list {folder}: {e.strerror}") from None
             warnings.append((rel, f"cannot list folder: {e.strerror}"))
             continue
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue  # state folder, temporary uploads, editors' files
-            relpath = rel + name if rel else name
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.path not in exclude:
-                        stack.append((entry.path, relpath + "/"))
-                    continue
-                if not entry.is_file(follow_symlinks=False):
-                    continue  # symlinks, sockets: never followed out of the folder
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue  # vanished while we looked
-            dist = known.get(relpath)
-            if dist is None or dist.size != st.st_size or dist.mtime_ns != st.st_mtime_ns:
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue  # state folder, temporary uploads, editors' files
+                relpath = rel + name if rel else name
                 try:
-                    parsed = parse_filename(name)
-                except InvalidFilename as e:
-                    skipped.append(relpath)
-                    if relpath not in warned:
-                        warnings.append((relpath, f"skipped, not a distribution: {e}"))
-                    continue
-                try:
-                    sha256 = sha256_file(entry.path)
-                    rp, meta_sha, servable, summary = inspect_file(entry.path, parsed.kind,
-                                                                   name, store)
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.path not in exclude:
+                            stack.append((entry.path, relpath + "/"))
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
+                        continue  # symlinks, sockets: never followed out of the folder
+                    st = entry.stat(follow_symlinks=False)
                 except OSError:
+                    continue  # vanished while we looked
+                dist = known.get(relpath)
+                if dist is None or dist.size != st.st_size or dist.mtime_ns != st.st_mtime_ns:
+                    try:
+                        parsed = parse_filename(name)
+                    except InvalidFilename as e:
+                        skipped.append(relpath)
+                        if relpath not in warned:
+                            warnings.append((relpath, f"skipped, not a distribution: {e}"))
+                        continue
+                    try:
+                        sha256 = sha256_file(entry.path)
+                        rp, meta_sha, servable, summary = inspect_file(entry.path, parsed.kind,
+                                                                       name, store)
+                    except OSError:
+                        continue
+                    hashed += 1
+                    # Dropped in by hand: its upload time is its mtime.
+                    dist = DistFile(name, parsed.project, parsed.version, parsed.kind, sha256,
+                                    st.st_size, st.st_mtime_ns, rp, relpath, meta_sha, servable,
+                                    st.st_mtime_ns / 1e9, summary)
+                seen[relpath] = dist
+                if name in files:
+                    if relpath not in warned:
+                        warnings.append(
+                            (relpath, f"skipped, {name} is also at {files[name].location}"))
                     continue
-                hashed += 1
-                # Dropped in by hand: its upload time is its mtime.
-                dist = DistFile(name, parsed.project, parsed.version, parsed.kind, sha256,
-                                st.st_size, st.st_mtime_ns, rp, relpath, meta_sha, servable,
-                                st.st_mtime_ns / 1e9, summary)
-            seen[relpath] = dist
-            if name in files:
-                if relpath not in warned:
-                    warnings.append((relpath, f"skipped, {name} is also at {files[name].location}"))
-                continue
-            files[name] = dist
+                files[name] = dist
     changed = hashed > 0 or len(seen) != len(known)
     return ScanResult(list(files.values()), hashed, skipped, warnings, changed), seen
 
 
 def dump_known(folder, known):
-    """The persisted form of {relpath: DistFile} (see CACHE_VERSION)."""
-    return json.dumps({"version": CACHE_VERSION, "folder": folder, "files": {
-        relpath: [d.size, d.mtime_ns, d.sha256, d.requires_python, d.metadata_sha256,
-                  d.core_metadata, d.upload_time, d.summary, d.project, d.version, d.kind]
-        for relpath, d in known.items()}}, separators=(",", ":")).encode()
+    """
+    The persisted form of {relpath: DistFile}: a JSON header line, then one
+    JSON array per file (see CACHE_VERSION), so that loading never holds
+    more than one entry's parsed form at a time.
+    """
+    lines = [json.dumps({"version": CACHE_VERSION, "folder": folder})]
+    for relpath, d in known.items():
+        lines.append(json.dumps(
+            [relpath, d.size, d.mtime_ns, d.sha256, d.requires_python, d.metadata_sha256,
+             d.core_metadata, d.upload_time, d.summary, d.project, d.version, d.kind],
+            separators=(",", ":")))
+    lines.append("")
+    return "\n".join(lines).encode("utf-8")
 
 
-def load_known(data, folder):
-    """{relpath: DistFile} from dump_known's output; ValueError if unusable."""
-    if not isinstance(data, dict):
-        raise ValueError("not a mapping")
-    if data.get("version") != CACHE_VERSION or data.get("folder") != folder:
+def load_known(lines, folder):
+    """
+    {relpath: DistFile} from dump_known's lines; None if it was made by
+    another version or for another folder; ValueError if damaged.
+    """
+    header = json.loads(next(lines, b"null") or b"null")
+    if not isinstance(header, dict):
+        raise ValueError("no header line")
+    if header.get("version") != CACHE_VERSION or header.get("folder") != folder:
         return None
     known = {}
-    for relpath, e in data["files"].items():
+    for line in lines:
+        (relpath, size, mtime_ns, sha256, rp, meta, servable, uploaded, summary, project,
+         version, kind) = json.loads(line)
         name = relpath.rsplit("/", 1)[-1]
-        known[relpath] = DistFile(name, e[8], e[9], e[10], e[2], e[0], e[1], e[3],
-                                  name if name == relpath else relpath, e[4], e[5], e[6], e[7])
+        known[relpath] = DistFile(name, project, version, kind, sha256, size, mtime_ns, rp,
+                                  name if name == relpath else relpath, meta, servable,
+                                  uploaded, summary)
     return known
 
 
@@ -276,8 +296,7 @@ class FilesystemBackend:
     def _load_cache(self):
         try:
             with open(self._cache_path, "rb") as f:
-                data = json.load(f)
-            known = load_known(data, self.folder)
+                known = load_known(iter(f), self.folder)
             if known is None:
                 return {}, "made by another version or for another folder"
             return known, None
