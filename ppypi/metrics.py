@@ -12,6 +12,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 
+_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
+
 # Latency buckets for an index whose pages answer in well under a millisecond.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -66,6 +68,8 @@ class Metrics:
 
     def request(self, method, path, status, seconds):
         route = route_of(method, path)
+        if method not in _METHODS:
+            method = b"other"  # labels stay bounded whatever clients invent
         key = (route, method, status)
         child = self._children.get(key)
         if child is None:

@@ -35,7 +35,25 @@ class InvalidFilename(ValueError):
 
 
 def is_valid_name(name):
-    return len(name) <= MAX_NAME and _NAME.match(name) is not None
+    return len(name) <= MAX_NAME and _NAME.fullmatch(name) is not None
+
+
+MAX_VERSION = 200
+
+
+def version_of(text):
+    """
+    A PEP 440 version, or InvalidVersion for anything else (packaging lets a
+    plain ValueError out for numbers of thousands of digits).
+    """
+    if not isinstance(text, str) or len(text) > MAX_VERSION:
+        raise InvalidVersion(f"not a version: {str(text)[:50]!r}")
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise
+    except ValueError as e:
+        raise InvalidVersion(str(e)) from None
 
 
 def normalize(name):
@@ -99,9 +117,9 @@ def parse_filename(filename):
                 name, sep, ver = stem.rpartition("-")
                 if not sep:
                     raise InvalidFilename(f"{filename!r} has no version")
-                version = Version(ver)
+                version = version_of(ver)
             kind = "sdist"
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as e:
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion, ValueError) as e:
         raise InvalidFilename(f"{filename!r}: {e}") from None
     name = str(name)
     if not is_valid_name(name):

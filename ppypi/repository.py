@@ -7,6 +7,8 @@ import os
 import time
 
 from packaging.version import Version
+
+from .names import version_of
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
@@ -189,7 +191,7 @@ class Repository:
 
     def release(self, project, version):
         """The files of one release; versions compare as PEP 440 says (1.0 == 1.0.0)."""
-        wanted = Version(version)
+        wanted = version_of(version)
         return [f for f in self.index.project_files(project) if Version(f.version) == wanted]
 
     @property

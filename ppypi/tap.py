@@ -14,7 +14,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
-from twisted.web import server
+
 
 from .auth import Authenticator, load_or_create_token
 from .backends.filesystem import FilesystemBackend

@@ -6,12 +6,11 @@ import errno
 import hashlib
 import json
 from email.utils import formatdate, parsedate_to_datetime
-from html import escape
 from urllib.parse import parse_qs
 
 from klein import Klein
 from twisted.web.resource import Resource
-from packaging.version import InvalidVersion, Version
+from packaging.version import InvalidVersion
 from twisted.logger import Logger
 
 from ..auth import READ, WRITE, needs_credentials, parse_basic, permitted
@@ -19,7 +18,7 @@ import treq
 
 from ..backends import BackendError, FileMissing
 from ..backends.github_api import RateLimited
-from ..names import MAX_FILENAME, is_valid_name, normalize
+from ..names import MAX_FILENAME, is_valid_name, normalize, version_of
 from ..repository import FileConflict
 from . import files as filesmod
 from . import multipart, pages, pypi_json
@@ -32,8 +31,14 @@ GZIP_MIN_BYTES = 512
 MAX_YANK_REASON = 1000
 
 
+def _header(request, name):
+    """A request header as text: the last one, latin-1 (never a decoding error)."""
+    values = request.requestHeaders.getRawHeaders(name.encode("ascii"))
+    return values[-1].decode("latin-1") if values else None
+
+
 def _etag_matches(request, etag):
-    header = request.getHeader("if-none-match")
+    header = _header(request, "if-none-match")
     if not header:
         return False
     if header.strip() == "*":
@@ -48,9 +53,9 @@ def _http_date(seconds):
 
 def _not_modified(request, etag, last_modified):
     """Is the client's copy current? If-None-Match wins over If-Modified-Since."""
-    if request.getHeader("if-none-match") is not None:
+    if _header(request, "if-none-match") is not None:
         return _etag_matches(request, etag)
-    since = request.getHeader("if-modified-since")
+    since = _header(request, "if-modified-since")
     if since and last_modified is not None:
         try:
             return int(last_modified) <= parsedate_to_datetime(since).timestamp()
@@ -61,7 +66,7 @@ def _not_modified(request, etag, last_modified):
 
 def _accepts_gzip(request):
     """Does Accept-Encoding allow gzip (with a q above 0)?"""
-    header = request.getHeader("accept-encoding")
+    header = _header(request, "accept-encoding")
     if not header:
         return False
     for item in header[:1024].split(","):
@@ -138,8 +143,11 @@ class RepositoryApp:
         config = self.repository.config
         if not needs_credentials(config, need):
             return None
+        headers = request.requestHeaders.getRawHeaders(b"authorization") or []
+        if len(headers) > 1:
+            raise Unauthorized("More than one Authorization header")
         try:
-            credentials = parse_basic(request.getHeader("authorization"))
+            credentials = parse_basic(headers[0] if headers else None)
         except ValueError:
             raise Unauthorized("Malformed credentials") from None
         if credentials is None:
@@ -186,7 +194,7 @@ class RepositoryApp:
     def _content_type(request):
         fmt = request.args.get(b"format", [None])[0]
         try:
-            return negotiate(request.getHeader("accept"),
+            return negotiate(_header(request, "accept"),
                              fmt.decode("utf-8", "replace") if fmt is not None else None)
         except NotAcceptableFormat:
             raise HTTPError("Unsupported format", 406) from None
@@ -261,9 +269,9 @@ class RepositoryApp:
             return b""
         try:
             byte_range = None
-            if_range = request.getHeader("if-range")
+            if_range = _header(request, "if-range")
             if if_range is None or if_range.strip() == etag:
-                byte_range = filesmod.parse_range(request.getHeader("range"), dist.size)
+                byte_range = filesmod.parse_range(_header(request, "range"), dist.size)
         except filesmod.RangeNotSatisfiable:
             raise HTTPError("range not satisfiable", 416,
                             {"Content-Range": f"bytes */{dist.size}"}) from None
@@ -411,7 +419,7 @@ class RepositoryApp:
         if not is_valid_name(name):
             raise NotFound("not a valid project name")
         try:
-            version = str(Version(version))
+            version = str(version_of(version))
         except InvalidVersion:
             raise HTTPError("Invalid version") from None
         reason = None
@@ -434,7 +442,7 @@ class RepositoryApp:
     @staticmethod
     def _yank_reason(request):
         values = request.args.get(b"reason", [])
-        ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+        ctype = (_header(request, "content-type") or "").split(";")[0].strip().lower()
         if ctype == "application/x-www-form-urlencoded":
             request.content.seek(0)
             body = request.content.read(MAX_YANK_REASON * 4 + 1)
@@ -479,7 +487,7 @@ class RepositoryApp:
     async def _upload(self, request):
         principal = await self._authorize(request, WRITE)
         try:
-            boundary = multipart.boundary_of(request.getHeader("content-type"))
+            boundary = multipart.boundary_of(_header(request, "content-type"))
         except multipart.MultipartError as e:
             raise HTTPError(str(e)) from None
         config = self.repository.config
@@ -537,7 +545,7 @@ class RepositoryApp:
         if not is_valid_name(name):
             raise HTTPError("Missing or invalid name")
         try:
-            version = str(Version(version))
+            version = str(version_of(version))
         except InvalidVersion:
             raise HTTPError("Missing or invalid version") from None
         try:
@@ -718,7 +726,8 @@ class FastPages(Resource):
 
 
 def _base_url(request):
-    """This repository's base URL as the client addressed it."""
-    host = request.getHeader("host") or "localhost"
+    """This repository's base URL as the client addressed it (the Site
+    refuses requests whose Host is not a plain host[:port])."""
+    host = _header(request, "host") or "localhost"
     scheme = "https" if request.isSecure() else "http"
     return f"{scheme}://{host}{getattr(request, 'repository_prefix', '/')}"

@@ -3,10 +3,11 @@ The top of the server's resource tree, its Site, and /health.
 """
 
 import json
+import re
 
 from twisted.logger import Logger
 from twisted.web import http, server
-from twisted.web.resource import Resource
+from twisted.web.resource import ErrorPage, Resource
 
 from ..auth import parse_basic
 from .upload import MULTIPART_OVERHEAD, PPyPIRequest
@@ -29,6 +30,8 @@ class Root(Resource):
             self.putChild(b"metrics", MetricsResource(metrics))
 
     def getChild(self, path, request):
+        if not _valid_host(request):
+            return ErrorPage(400, "Bad Request", "A single Host header of host[:port] is required.")
         try:
             name = path.decode("ascii")
         except UnicodeDecodeError:
@@ -46,9 +49,22 @@ class Root(Resource):
         return self._apps.get(_username(request), self._default)
 
 
+_HOST = re.compile(rb"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+                   rb"(?::[0-9]{1,5})?")
+
+
+def _valid_host(request):
+    """
+    One Host header, a plain host[:port] (or none, as HTTP/1.0 allows).
+    Absolute URLs ppypi writes (redirects, the JSON API, pages) use it.
+    """
+    hosts = request.requestHeaders.getRawHeaders(b"host") or []
+    return len(hosts) == 0 or (len(hosts) == 1 and _HOST.fullmatch(hosts[0]) is not None)
+
+
 def _username(request):
     try:
-        credentials = parse_basic(request.getHeader("authorization"))
+        credentials = parse_basic(request.requestHeaders.getRawHeaders(b"authorization", [None])[-1])
     except ValueError:
         return None
     return credentials.username if credentials else None

@@ -12,7 +12,8 @@ from twisted.web import server
 
 from ..metadata import (MetadataError, core_metadata_servable, parse_metadata,
                         read_metadata, requires_python_of, summary_of)
-from ..names import InvalidFilename, is_safe_filename, is_valid_name, normalize, parse_filename
+from ..names import (InvalidFilename, is_safe_filename, is_valid_name, normalize,
+                     parse_filename, version_of)
 
 # Room for the form fields around the file part.
 MULTIPART_OVERHEAD = 32 << 20
@@ -157,7 +158,7 @@ def check_upload(fields, upload):
     if not is_valid_name(name):
         raise UploadError(f"Invalid project name {name!r}")
     try:
-        version_obj = Version(version)
+        version_obj = version_of(version)
     except InvalidVersion:
         raise UploadError(f"Invalid version {version!r}") from None
     if upload is None:
@@ -198,7 +199,8 @@ def check_upload(fields, upload):
             raise UploadError(f"Name in the file's metadata ({meta_name}) does not match "
                               f"the filename ({filename})")
         try:
-            same_version = meta_version is not None and Version(str(meta_version)) == version_obj
+            same_version = meta_version is not None and \
+                version_of(str(meta_version)) == version_obj
         except InvalidVersion:
             same_version = False
         if not same_version:

@@ -1,0 +1,309 @@
+"""
+Properties of the parsers that see hostile input first: project names,
+distribution filenames, Accept negotiation, multipart bodies and Basic
+credentials. Hypothesis generates the inputs; each property says what must
+hold for all of them.
+"""
+
+import base64
+import io
+import os
+import re
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+from packaging.version import Version
+
+from ppypi.auth import Credentials, parse_basic
+from ppypi.names import InvalidFilename, is_valid_name, normalize, parse_filename
+from ppypi.web import multipart
+from ppypi.web.multipart import MultipartError, TooLarge
+from ppypi.web.negotiate import (HTML, HTML_V1, JSON, SUPPORTED, NotAcceptableFormat,
+                                 negotiate)
+
+PROPERTY = settings(max_examples=200, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+NORMALISED = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+# PEP 508 names, built from their grammar (letters, digits, and runs of . _ -
+# strictly inside).
+ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+VALID_NAMES = st.builds(
+    lambda first, rest: first + "".join(sep + word for sep, word in rest),
+    st.text(ALNUM, min_size=1, max_size=12),
+    st.lists(st.tuples(st.text("._-", min_size=1, max_size=3),
+                       st.text(ALNUM, min_size=1, max_size=8)), max_size=5))
+# Text that looks like names: what a hostile client would try in a URL.
+NAMEISH = st.text(ALNUM[:6] + ALNUM[26:29] + "09._- \n\r\t/\\\x00%é", max_size=20)
+
+
+# -- names --------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(st.text())
+def test_normalize_is_idempotent(text):
+    once = normalize(text)
+    assert normalize(once) == once
+
+
+@PROPERTY
+@given(VALID_NAMES)
+def test_normalised_valid_names(name):
+    assert is_valid_name(name)
+    n = normalize(name)
+    assert NORMALISED.fullmatch(n), n
+    assert normalize(n.upper()) == n
+    assert is_valid_name(n)
+
+
+@PROPERTY
+@given(st.one_of(st.text(), NAMEISH))
+def test_is_valid_name_never_raises(text):
+    assert is_valid_name(text) in (True, False)
+
+
+@PROPERTY
+@given(NAMEISH)
+@example("acme\n")
+def test_what_is_valid_normalises_to_the_pep503_form(text):
+    if is_valid_name(text):
+        assert NORMALISED.fullmatch(normalize(text)), repr(text)
+
+
+# -- filenames ------------------------------------------------------------------------
+
+FILENAME_PIECES = st.sampled_from(
+    ["acme", "acme_tool", "Acme.Tool", "1.0", "1.0.post1", "0!1", "1.0+local", "py3", "none",
+     "any", "cp311", "manylinux_2_17_x86_64", "1", "-", "_", ".", "..", "/", "\\", "\x00",
+     "é", "\n", ".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".egg", "1" * 300])
+HOSTILE_FILENAMES = st.one_of(
+    st.text(max_size=60),
+    st.lists(FILENAME_PIECES, max_size=10).map("".join),
+    st.text("ab1.-_/\\\x00+!é", max_size=30).map(lambda s: s + ".whl"),
+    st.text("ab1.-_/\\\x00+!é", max_size=30).map(lambda s: s + ".tar.gz"))
+
+
+@PROPERTY
+@given(HOSTILE_FILENAMES)
+def test_parse_filename_raises_only_invalid_filename(filename):
+    try:
+        dist = parse_filename(filename)
+    except InvalidFilename:
+        return
+    # What it accepts is safe as one path component and names a valid project.
+    assert "/" not in filename and "\\" not in filename and "\x00" not in filename
+    assert not filename.startswith(".")
+    assert NORMALISED.fullmatch(dist.project)
+    assert dist.kind in ("bdist_wheel", "sdist")
+    assert str(Version(dist.version)) == dist.version
+
+
+def _version(epoch, release, pre, post, dev, local):
+    v = (f"{epoch}!" if epoch else "") + ".".join(map(str, release))
+    if pre:
+        v += f"{pre[0]}{pre[1]}"
+    if post is not None:
+        v += f".post{post}"
+    if dev is not None:
+        v += f".dev{dev}"
+    if local:
+        v += "+" + local
+    return v
+
+
+VERSIONS = st.builds(
+    _version,
+    st.integers(0, 3),
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=4),
+    st.none() | st.tuples(st.sampled_from(["a", "b", "rc", "alpha", "c", "pre"]),
+                          st.integers(0, 99)),
+    st.none() | st.integers(0, 99),
+    st.none() | st.integers(0, 99),
+    st.none() | st.from_regex(r"[a-z0-9]{1,6}(\.[a-z0-9]{1,6}){0,2}", fullmatch=True))
+
+
+@PROPERTY
+@given(VALID_NAMES, VERSIONS, st.sampled_from(["wheel", "sdist-escaped", "sdist-raw"]))
+def test_filename_round_trip(name, version, kind):
+    escaped = re.sub(r"[-_.]+", "_", name)
+    if kind == "wheel":
+        filename = f"{escaped}-{version}-py3-none-any.whl"
+    else:
+        filename = f"{escaped if kind == 'sdist-escaped' else name}-{version}.tar.gz"
+    assume(len(filename) <= 255)
+    dist = parse_filename(filename)
+    assert dist.project == normalize(name)
+    assert dist.version == str(Version(version))
+    assert dist.kind == ("bdist_wheel" if kind == "wheel" else "sdist")
+
+
+# -- Accept negotiation ----------------------------------------------------------------
+
+MEDIA = st.sampled_from([JSON, HTML_V1, HTML, "application/vnd.pypi.simple.latest+json",
+                         "application/vnd.pypi.simple.latest+html", "application/json",
+                         "text/*", "application/*", "*/*", "image/png", "text/plain",
+                         "application/vnd.pypi.simple.v2+json", "TEXT/HTML"])
+QS = st.one_of(st.none(), st.floats(0, 1).map(lambda q: f"{q:.3f}"),
+               st.sampled_from(["0", "1", "nan", "inf", "-1", "1e999", "", "x", "0.5;level=1"]))
+ENTRY = st.builds(lambda m, q: m if q is None else f"{m};q={q}", MEDIA, QS)
+ACCEPTS = st.one_of(st.text(max_size=200),
+                    st.lists(ENTRY, max_size=8).map(", ".join),
+                    st.lists(st.one_of(ENTRY, st.text(max_size=10)), max_size=8).map(",".join))
+
+
+@PROPERTY
+@given(ACCEPTS)
+def test_negotiate_always_answers_a_supported_type(accept):
+    assert negotiate(accept, None) in SUPPORTED
+
+
+@PROPERTY
+@given(ACCEPTS)
+def test_refusing_html_never_changes_another_answer(accept):
+    answer = negotiate(accept, None)
+    assume(answer != HTML)
+    assert negotiate(accept + ", text/html;q=0", None) == answer
+
+
+@PROPERTY
+@given(st.floats(0.001, 1), st.permutations([0, 1, 2]),
+       st.lists(st.sampled_from(["image/png", "text/plain;q=1", "application/json",
+                                 "application/vnd.pypi.simple.v2+json"]), max_size=4))
+def test_only_json_acceptable_means_json(q, order, noise):
+    entries = [f"{JSON};q={q:.3f}", f"{HTML};q=0", f"{HTML_V1};q=0"]
+    entries = [entries[i] for i in order] + noise
+    assert negotiate(", ".join(entries), None) == JSON
+
+
+def _oracle(entries):
+    """
+    RFC 9110 12.5.1: each offer gets the q of the most specific range that
+    matches it (type/subtype over type/* over */*); the highest q wins, ties
+    go to the answer every client understands (text/html first); nothing
+    acceptable falls back to text/html (the README).
+    """
+    def q_of(offer):
+        major = offer.split("/")[0]
+        for media in (offer, f"{major}/*", "*/*"):
+            if media in entries:
+                return entries[media]
+        return 0.0
+    preference = [HTML, HTML_V1, JSON]
+    best = max(preference, key=lambda offer: (q_of(offer), -preference.index(offer)))
+    return best if q_of(best) > 0 else HTML
+
+
+@PROPERTY
+@given(st.dictionaries(st.sampled_from([JSON, HTML_V1, HTML, "text/*", "application/*", "*/*",
+                                        "image/png"]),
+                       st.sampled_from([0, 0.1, 0.5, 0.9, 1]), max_size=7),
+       st.randoms())
+def test_the_answer_has_the_highest_q(entries, rnd):
+    items = list(entries.items())
+    rnd.shuffle(items)
+    header = ", ".join(f"{m};q={q}" for m, q in items)
+    assert negotiate(header, None) == _oracle(entries)
+
+
+@PROPERTY
+@given(ACCEPTS, st.sampled_from([JSON, HTML_V1, HTML, "application/vnd.pypi.simple.latest+json",
+                                 "application/vnd.pypi.simple.v1 json", " TEXT/HTML "]))
+def test_format_wins_over_accept(accept, fmt):
+    expected = {"application/vnd.pypi.simple.latest+json": JSON,
+                "application/vnd.pypi.simple.v1 json": JSON, " TEXT/HTML ": HTML}.get(fmt, fmt)
+    assert negotiate(accept, fmt) == expected
+
+
+@PROPERTY
+@given(ACCEPTS, st.text(max_size=40))
+def test_unknown_format_is_refused(accept, fmt):
+    wanted = fmt.strip().lower().replace(" ", "+")
+    assume(wanted not in SUPPORTED and not wanted.startswith("application/vnd.pypi.simple.latest"))
+    with pytest.raises(NotAcceptableFormat):
+        negotiate(accept, fmt)
+
+
+# -- multipart ---------------------------------------------------------------------------
+
+B = b"BoUnDaRy"
+PIECES = [b"--" + B, b"\r\n--" + B, b"\r\n--" + B + b"--", b"\r\n", b"\r\n\r\n", b"--",
+          b'Content-Disposition: form-data; name="content"; filename="a.whl"',
+          b'Content-Disposition: form-data; name="x"', b"Content-Disposition: attachment",
+          b'Content-Disposition: form-data; name*=UTF-8\'\'x', b": ", b"\xff\xfe", b"\x00",
+          b"x" * 70]
+BODIES = st.one_of(
+    st.binary(max_size=400),
+    st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=30)), max_size=25)
+    .map(b"".join))
+
+
+class _Trickle(io.RawIOBase):
+    """A body that arrives C{step} bytes per read."""
+
+    def __init__(self, data, step):
+        self._data = data
+        self._step = step
+
+    def read(self, n=-1):
+        out, self._data = self._data[:self._step], self._data[self._step:]
+        return out
+
+
+@PROPERTY
+@given(BODIES, st.sampled_from([1, 3, 64, multipart.CHUNK]), st.sampled_from([0, 5, 1 << 20]))
+def test_multipart_parser_fails_cleanly(body, step, max_file_bytes):
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            fields, upload = multipart.parse(_Trickle(body, step), B, d, max_file_bytes)
+        except (MultipartError, TooLarge):
+            assert os.listdir(d) == []
+            return
+        assert isinstance(fields, dict)
+        if upload is None:
+            assert os.listdir(d) == []
+        else:
+            assert os.listdir(d) == [os.path.basename(upload.path)]
+            assert os.path.getsize(upload.path) == upload.size <= max_file_bytes
+            upload.discard()
+            assert os.listdir(d) == []
+
+
+@PROPERTY
+@given(st.one_of(st.none(), st.text(max_size=120),
+                 st.builds(lambda b, rest: f"multipart/form-data; boundary={b}{rest}",
+                           st.text(max_size=80), st.text(max_size=20))))
+def test_boundary_of_raises_only_multipart_error(content_type):
+    try:
+        boundary = multipart.boundary_of(content_type)
+    except MultipartError:
+        return
+    assert isinstance(boundary, bytes) and 1 <= len(boundary) <= 70
+
+
+# -- Basic credentials ----------------------------------------------------------------------
+
+@PROPERTY
+@given(st.one_of(st.binary(max_size=300),
+                 st.binary(max_size=200).map(lambda b: b"Basic " + base64.b64encode(b)),
+                 st.binary(max_size=200).map(lambda b: b"basic  " + base64.b64encode(b) + b" "),
+                 st.text(max_size=200)))
+def test_parse_basic_returns_credentials_or_raises_value_error(header):
+    try:
+        result = parse_basic(header)
+    except ValueError:
+        return
+    assert isinstance(result, Credentials)
+    assert result.username and ":" not in result.username
+
+
+@PROPERTY
+@given(st.text(min_size=1, max_size=60).filter(lambda u: ":" not in u), st.text(max_size=60))
+def test_parse_basic_round_trip(username, password):
+    header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+    credentials = parse_basic(header)
+    assert (credentials.username, credentials.password) == (username, password)
+    assert parse_basic(header.encode()).password == password
+    assert parse_basic(None) is None
