@@ -122,6 +122,21 @@ def sort_versions(versions):
     return sorted(versions, key=key)
 
 
+def latest_version(versions, yanks):
+    """
+    The version to describe a project by, as pypi.org does: the newest that
+    is neither yanked nor a pre-release, else the newest.
+    """
+    ordered = sort_versions(versions)
+    for v in reversed(ordered):
+        try:
+            if v not in yanks and not Version(v).is_prerelease:
+                return v
+        except InvalidVersion:  # pragma: no cover - indexed versions parse
+            continue
+    return ordered[-1]
+
+
 _HEAD = (
     '<!DOCTYPE html>\n<html>\n<head>\n'
     f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'

@@ -18,6 +18,7 @@ import treq
 
 from ..backends import BackendError, FileMissing
 from ..backends.github_api import RateLimited
+from ..index import latest_version
 from ..names import MAX_FILENAME, is_valid_name, normalize, version_of
 from ..repository import FileConflict
 from . import files as filesmod
@@ -352,6 +353,36 @@ class RepositoryApp:
         request.setHeader("Content-Length", str(len(data)))
         return data
 
+    async def _project_request(self, request, name, version, canonical):
+        """
+        What a page about one project (or one of its versions) needs: the
+        normalised name, its files, its yanks and the version to show (the
+        one asked for, or the latest that is neither yanked nor a
+        pre-release). A name that is not normalised is redirected to
+        C{canonical} (formatted with the project's name).
+        """
+        await self._authorize(request, READ)
+        self._require_ready()
+        if not is_valid_name(name):
+            raise NotFound("not a valid project name")
+        project = normalize(name)
+        if project != name:
+            location = _base_url(request) + canonical.format(project=project)
+            raise HTTPError("Moved Permanently", 301, {"Location": location})
+        files = list(self.index.project_files(project))
+        if not files:
+            raise NotFound(f"no project {project}")
+        yanks = self.index.yanks.get(project, {})
+        if version is None:
+            return project, files, yanks, latest_version({f.version for f in files}, yanks)
+        try:
+            release = self.repository.release(project, version)
+        except InvalidVersion:
+            raise NotFound("no such version") from None
+        if not release:
+            raise NotFound(f"{project} has no version {version}")
+        return project, files, yanks, release[0].version
+
     # -- Warehouse's JSON API
 
     @app.route("/pypi/<string:name>/json", methods=["GET", "HEAD"])
@@ -363,30 +394,8 @@ class RepositoryApp:
         return await self._pypi_json(request, name, version)
 
     async def _pypi_json(self, request, name, version):
-        await self._authorize(request, READ)
-        self._require_ready()
-        if not is_valid_name(name):
-            raise NotFound("not a valid project name")
-        project = normalize(name)
-        if project != name:
-            request.setResponseCode(301)
-            tail = f"{version}/json" if version else "json"
-            request.setHeader("Location", f"{_base_url(request)}pypi/{project}/{tail}")
-            return b""
-        files = list(self.index.project_files(project))
-        if not files:
-            raise NotFound(f"no project {project}")
-        yanks = self.index.yanks.get(project, {})
-        versions = {f.version for f in files}
-        if version is not None:
-            try:
-                release = self.repository.release(project, version)
-            except InvalidVersion:
-                raise NotFound("no such version") from None
-            if not release:
-                raise NotFound(f"{project} has no version {version}")
-            version = release[0].version
-        chosen = version or pypi_json.choose_version(versions, yanks)
+        project, files, yanks, chosen = await self._project_request(
+            request, name, version, "pypi/{project}/" + (f"{version}/json" if version else "json"))
         source = pypi_json.metadata_file([f for f in files if f.version == chosen])
         raw = None
         if source is not None:
@@ -643,31 +652,9 @@ class RepositoryApp:
         return await self._project_page(request, name, version)
 
     async def _project_page(self, request, name, version):
-        await self._authorize(request, READ)
-        self._require_ready()
-        if not is_valid_name(name):
-            raise NotFound("not a valid project name")
-        project = normalize(name)
+        project, files, yanks, shown = await self._project_request(
+            request, name, version, "project/{project}/" + (f"{version}/" if version else ""))
         base = _base_url(request)
-        if project != name:
-            request.setResponseCode(301)
-            tail = f"{version}/" if version else ""
-            request.setHeader("Location", f"{base}project/{project}/{tail}")
-            return b""
-        files = list(self.index.project_files(project))
-        if not files:
-            raise NotFound(f"no project {project}")
-        yanks = self.index.yanks.get(project, {})
-        if version is None:
-            shown = pages.latest_version({f.version for f in files}, yanks)
-        else:
-            try:
-                release = self.repository.release(project, version)
-            except InvalidVersion:
-                raise NotFound("no such version") from None
-            if not release:
-                raise NotFound(f"{project} has no version {version}")
-            shown = release[0].version
         key = ("project", base, project, version, shown, self.index.changed_at(project))
 
         async def make():

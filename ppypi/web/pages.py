@@ -13,10 +13,9 @@ import hashlib
 import os
 from datetime import datetime, timezone
 
-from packaging.version import InvalidVersion, Version
 from twisted.web.template import Tag, flattenString, tags
 
-from ..index import sort_versions
+from ..index import latest_version, sort_versions
 from ..metadata import parse_metadata
 
 STYLE = """
@@ -144,19 +143,6 @@ async def render(tree, raw=None):
     for marker, html in (raw or {}).items():
         body = body.replace(marker.encode(), html.encode("utf-8"), 1)
     return b"<!DOCTYPE html>\n" + body
-
-
-def latest_version(versions, yanks):
-    """The version a person wants to see first: the newest release that is
-    not yanked nor a pre-release, else the newest."""
-    ordered = sort_versions(versions)
-    for v in reversed(ordered):
-        try:
-            if v not in yanks and not Version(v).is_prerelease:
-                return v
-        except InvalidVersion:  # pragma: no cover
-            continue
-    return ordered[-1]
 
 
 class ProjectSummary:

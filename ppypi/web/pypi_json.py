@@ -7,7 +7,6 @@ import json
 from datetime import datetime, timezone
 
 from packaging.utils import parse_wheel_filename
-from packaging.version import InvalidVersion, Version
 
 from ..index import iso8601, sort_versions
 from ..metadata import parse_metadata
@@ -42,19 +41,6 @@ def file_entry(f, base_url, yanks):
         "yanked": reason is not None,
         "yanked_reason": reason or None,
     }
-
-
-def choose_version(versions, yanks):
-    """The version Warehouse's project JSON describes: the latest release
-    that is neither yanked nor a pre-release, else the latest."""
-    ordered = sort_versions(versions)
-    for v in reversed(ordered):
-        try:
-            if not Version(v).is_prerelease and v not in yanks:
-                return v
-        except InvalidVersion:  # pragma: no cover
-            continue
-    return ordered[-1]
 
 
 def metadata_file(files):
