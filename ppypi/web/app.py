@@ -383,6 +383,17 @@ class RepositoryApp:
             raise NotFound(f"{project} has no version {version}")
         return project, files, yanks, release[0].version
 
+    async def _release_metadata(self, files, version):
+        """The core metadata describing a release (from a wheel if it has
+        one), or None: a page without the metadata's fields beats no page."""
+        source = pypi_json.metadata_file([f for f in files if f.version == version])
+        if source is None:
+            return None
+        try:
+            return await self.repository.backend.read_metadata(source.metadata_sha256, source)
+        except BackendError:
+            return None
+
     # -- Warehouse's JSON API
 
     @app.route("/pypi/<string:name>/json", methods=["GET", "HEAD"])
@@ -396,13 +407,7 @@ class RepositoryApp:
     async def _pypi_json(self, request, name, version):
         project, files, yanks, chosen = await self._project_request(
             request, name, version, "pypi/{project}/" + (f"{version}/json" if version else "json"))
-        source = pypi_json.metadata_file([f for f in files if f.version == chosen])
-        raw = None
-        if source is not None:
-            try:
-                raw = await self.repository.backend.read_metadata(source.metadata_sha256, source)
-            except BackendError:
-                raw = None  # info without the metadata's fields beats no answer
+        raw = await self._release_metadata(files, chosen)
         body = pypi_json.render(project, files, chosen, raw, _base_url(request), yanks,
                                 with_releases=version is None)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
@@ -658,14 +663,7 @@ class RepositoryApp:
         key = ("project", base, project, version, shown, self.index.changed_at(project))
 
         async def make():
-            source = pypi_json.metadata_file([f for f in files if f.version == shown])
-            raw = None
-            if source is not None:
-                try:
-                    raw = await self.repository.backend.read_metadata(source.metadata_sha256,
-                                                                      source)
-                except BackendError:
-                    raw = None
+            raw = await self._release_metadata(files, shown)
             tree, raw_html = pages.project(self.repository.name, base, project, files, yanks,
                                            shown, raw, pinned=version is not None)
             return await pages.render(tree, raw_html)
