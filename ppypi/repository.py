@@ -122,6 +122,15 @@ class Repository:
                 seconds=self._clock.seconds() - started)
         return True
 
+    def mark_failing(self, error, retry_after=None):
+        """
+        The backend failed outside a sync (an upload): until a sync succeeds,
+        the repository is failing, so no name falls through to the extra index.
+        """
+        self.healthy = False
+        self.last_error = str(error) or type(error).__name__
+        self.retry_after = retry_after
+
     def _record(self, filename, dist):
         if self._changes is not None:
             self._changes[filename] = dist

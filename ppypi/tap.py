@@ -9,7 +9,7 @@ import sys
 from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -147,6 +147,28 @@ def _check_systemd_endpoint(description):
         problems.append("unknown parameters " + ", ".join(sorted(set(fields) - {"domain", "index", "name"})))
     if problems:
         raise usage.UsageError(f"--listen {description!r}: " + "; ".join(problems))
+
+
+class DaemonService(MultiService):
+    """
+    The daemon: its services stop first (a sync in progress finishes), the
+    thread pool they use last; stopped at once, a sync waiting on the pool
+    would never finish and the process would not exit.
+    """
+
+    def __init__(self, pool_service):
+        super().__init__()
+        self.pool_service = pool_service
+
+    async def _stop(self):
+        others = [s for s in reversed(list(self)) if s is not self.pool_service]
+        await gatherResults([maybeDeferred(s.stopService) for s in others],
+                            consumeErrors=True)
+        await maybeDeferred(self.pool_service.stopService)
+
+    def stopService(self):
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop())
 
 
 class ThreadPoolService(Service):
@@ -289,8 +311,9 @@ def makeService(options):
         sys.stderr.write(f"ppypi: {e.filename}: {e.strerror}\n")
         raise SystemExit(2)
 
-    service = MultiService()
-    ThreadPoolService(pool).setServiceParent(service)
+    pool_service = ThreadPoolService(pool)
+    service = DaemonService(pool_service)
+    pool_service.setServiceParent(service)
     for timer in timers:
         timer.setServiceParent(service)
     for endpoint in options["listen"]:

@@ -288,6 +288,16 @@ class FilesystemBackend:
                 removed += 1
             except IsADirectoryError:
                 pass
+        # Temporary files of atomic writes a crash interrupted.
+        for folder in (self.state_dir, self.metadata.folder):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if ".tmp-" in name:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
         return removed
 
     def describe(self):
@@ -422,9 +432,23 @@ class FilesystemBackend:
     async def delete(self, dist, principal=None):
         await self._run(self._delete, dist)
 
+    def _read_metadata(self, sha256, dist):
+        data = self.metadata.get(sha256)
+        if data is None and dist is not None:
+            # The store lost it (deleted by hand): read the archive again.
+            try:
+                found = inspect(os.path.join(self.folder, dist.location), dist.kind,
+                                dist.filename)
+            except (MetadataError, OSError):
+                return None
+            if hashlib.sha256(found.raw).hexdigest() == sha256:
+                self.metadata.put(found.raw)
+                data = found.raw
+        return data
+
     async def read_metadata(self, sha256, dist=None):
-        """The stored core metadata bytes with this sha256, or None."""
-        return await self._run(self.metadata.get, sha256)
+        """The core metadata bytes with this sha256, or None."""
+        return await self._run(self._read_metadata, sha256, dist)
 
     def _load_yanks(self):
         try:
@@ -464,5 +488,5 @@ class FilesystemBackend:
         """Yank (reason: str) or unyank (None); return every yank."""
         try:
             return await self._run(self._set_yank, project, version, reason)
-        except ValueError as e:
+        except (ValueError, OSError) as e:
             raise BackendError(f"{self._yanks_path}: {e}") from None

@@ -401,10 +401,16 @@ class GitHubBackend:
 
             status = await self._update_doc(dist.project, token, add)
         except BaseException:
-            # Leave nothing half made: without an index entry the asset is junk.
-            await self._delete_asset(asset["id"], token)
-            if meta_asset:
-                await self._delete_asset(meta_asset["id"], token)
+            # Leave nothing half made: without an index entry the asset is
+            # junk. But the index write may have landed with its answer lost:
+            # then the asset is published, and stays.
+            indexed = await self._indexed_asset(dist, asset["id"], token)
+            if indexed:
+                return "stored", dist_from_entry(dist.filename, entry)
+            if indexed is False:
+                await self._delete_asset(asset["id"], token)
+                if meta_asset:
+                    await self._delete_asset(meta_asset["id"], token)
             raise
         if status != "stored":
             await self._delete_asset(asset["id"], token)
@@ -414,6 +420,16 @@ class GitHubBackend:
                 return "conflict", None
             return "same", self._indexed(dist.project, dist.filename)
         return "stored", dist_from_entry(dist.filename, entry)
+
+    async def _indexed_asset(self, dist, asset_id, token):
+        """Does the index (fresh from GitHub) name this asset? None: cannot tell."""
+        try:
+            doc, _ = await self._read_doc(dist.project, token)
+        except BackendError:
+            self._needs_cleanup = True  # unknown: the cleanup decides later
+            return None
+        entry = doc.get("files", {}).get(dist.filename) or {}
+        return entry.get("asset_id") == asset_id
 
     def _entry(self, project, filename):
         held = (self._docs or {}).get(project)

@@ -531,10 +531,12 @@ class RepositoryApp:
             except FileConflict:
                 raise HTTPError("File already exists", 409) from None
             except RateLimited as e:
+                self.repository.mark_failing(e, e.retry_after)
                 raise Unavailable(str(e), retry_after=e.retry_after) from None
             except BackendError as e:
                 self.log.error("repository {repo}: upload failed: {e}",
                                repo=self.repository.name, e=str(e))
+                self.repository.mark_failing(e)
                 raise Unavailable("Storage backend failing; try again") from None
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -3,6 +3,7 @@ Uploads: the request class that spools bodies safely, and the checks an
 upload must pass before it is published (as Warehouse makes them).
 """
 
+import errno
 import hmac
 import re
 import tempfile
@@ -78,7 +79,11 @@ class PPyPIRequest(server.Request):
             self._refuse()
             return
         if site is not None and getattr(site, "spool_dir", None) and (length is None or length >= 100_000):
-            self.content = tempfile.TemporaryFile(dir=site.spool_dir)
+            try:
+                self.content = tempfile.TemporaryFile(dir=site.spool_dir)
+            except OSError:
+                # Read-only or full: say so rather than drop the connection.
+                self._refuse(503, b"Cannot store uploads now")
         else:
             super().gotLength(length)
 
@@ -102,7 +107,15 @@ class PPyPIRequest(server.Request):
             self.content.close()
             self._refuse()
             return
-        super().handleContentChunk(data)
+        try:
+            super().handleContentChunk(data)
+        except OSError as e:
+            # The spool's disk is full (or went read-only) under the body.
+            self.content.close()
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._refuse(507, b"Insufficient storage")
+            else:
+                self._refuse(503, b"Cannot store uploads now")
 
     def _refuse(self, code=413, reason=b"Request body too large"):
         self.refused = True
