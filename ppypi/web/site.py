@@ -49,8 +49,9 @@ class Root(Resource):
         return self._apps.get(_username(request), self._default)
 
 
-_HOST = re.compile(rb"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
-                   rb"(?::[0-9]{1,5})?")
+_HOST = re.compile(rb"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# Hosts seen valid: clients send the same few, and this runs on every request.
+_GOOD_HOSTS = set()
 
 
 def _valid_host(request):
@@ -58,8 +59,19 @@ def _valid_host(request):
     One Host header, a plain host[:port] (or none, as HTTP/1.0 allows).
     Absolute URLs ppypi writes (redirects, the JSON API, pages) use it.
     """
-    hosts = request.requestHeaders.getRawHeaders(b"host") or []
-    return len(hosts) == 0 or (len(hosts) == 1 and _HOST.fullmatch(hosts[0]) is not None)
+    hosts = request.requestHeaders.getRawHeaders(b"host")
+    if hosts is None:
+        return True
+    if len(hosts) != 1:
+        return False
+    host = hosts[0]
+    if host in _GOOD_HOSTS:
+        return True
+    if len(host) > 261 or _HOST.fullmatch(host) is None:
+        return False
+    if len(_GOOD_HOSTS) < 1024:
+        _GOOD_HOSTS.add(host)
+    return True
 
 
 def _username(request):
