@@ -328,3 +328,29 @@ def test_yank_is_kept_in_the_repository(world, ready):
     world.run(other.repository.sync())
     r, page = get(world, other, "/simple/acme-tool/", ("bob", "reader-tok"))
     assert b'data-yanked="bad"' in page
+
+
+def test_reindex_rebuilds_the_index_from_the_releases(world, ready):
+    for dist in ("one_tool", "two_tool"):
+        assert upload(world, ready, dist)[0].code == 200
+    repo = world.fake.repo("acme/pkgs")
+    before = {p: json.loads(b)["files"] for p, b in repo.files["ppypi"].items()
+              if p.startswith("index/")}
+    # The index is lost (deleted by hand): reindex rebuilds it from the assets.
+    for path in before:
+        world.fake.commit_files("acme/pkgs", {path: b'{"files": {}}'}, branch="ppypi")
+    seen = []
+    count = world.run(ready.repository.backend.reindex(lambda done, total: seen.append((done, total))))
+    assert count == 2
+    assert seen[0] == (0, 2) and seen[-1] == (2, 2)
+    after = {p: json.loads(b)["files"] for p, b in repo.files["ppypi"].items()
+             if p.startswith("index/")}
+    for path, files in before.items():
+        for filename, entry in files.items():
+            rebuilt = after[path][filename]
+            for key in ("sha256", "size", "version", "kind", "requires_python", "asset_id",
+                        "metadata_asset_id", "metadata_sha256", "summary"):
+                assert rebuilt[key] == entry[key], (filename, key)
+    other = world.server()
+    world.run(other.repository.sync())
+    assert len(other.repository.index) == 2
