@@ -171,6 +171,13 @@ def _load_cells(s, key):
     return cells
 
 
+def _version_at_least(version, wanted):
+    try:
+        return tuple(int(x) for x in version.split(".")[:2]) >= wanted
+    except ValueError:
+        return False
+
+
 def markdown(results):
     m = results["machine"]
     st = results["settings"]
@@ -189,6 +196,10 @@ def markdown(results):
         out.append(f"pypiserver {ps['version']} (watchdog {ps['watchdog']}), backend "
                    f"{ps['backend']}, uploads without authentication (-a . -P .); ppypi's uploads "
                    f"use __token__ and the upload-token file.")
+        if _version_at_least(ps["watchdog"], (2, 3)):
+            out.append("Note: with watchdog 2.3 or later, pypiserver's cached-dir backend empties its "
+                       "cache whenever a package file is opened for reading (watchdog reports opens; "
+                       "pypiserver issue #502), so its listing and digests are mostly recomputed.")
     else:
         out.append("pypiserver: not run.")
     out.append(f"† other processes used that share of the CPUs during the load (more than "

@@ -636,4 +636,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: every server was stopped", file=sys.stderr)
+        sys.exit(130)
