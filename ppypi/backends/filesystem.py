@@ -50,13 +50,17 @@ def fsync_dir(path):
 
 def write_atomically(path, data, sync=True):
     """
-    Write bytes to C{path} so that readers see the old or the new file,
-    whole. With C{sync}, also durably (fsync of the file and the folder).
+    Write bytes (or an iterable of bytes, written as it comes) to C{path} so
+    that readers see the old or the new file, whole. With C{sync}, also
+    durably (fsync of the file and the folder).
     """
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                f.writelines(data)
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -209,18 +213,17 @@ def scan_folder(folder, known, exclude=(), warned=frozenset(), store=None):
 
 def dump_known(folder, known):
     """
-    The persisted form of {relpath: DistFile}: a JSON header line, then one
-    JSON array per file (see CACHE_VERSION), so that loading never holds
-    more than one entry's parsed form at a time.
+    The persisted form of {relpath: DistFile}, as lines of bytes: a JSON
+    header line, then one JSON array per file (see CACHE_VERSION). Lines,
+    so that neither writing nor reading ever holds the whole document (at
+    100,000 files that was the peak of the first indexing).
     """
-    lines = [json.dumps({"version": CACHE_VERSION, "folder": folder})]
+    yield json.dumps({"version": CACHE_VERSION, "folder": folder}).encode() + b"\n"
     for relpath, d in known.items():
-        lines.append(json.dumps(
+        yield json.dumps(
             [relpath, d.size, d.mtime_ns, d.sha256, d.requires_python, d.metadata_sha256,
              d.core_metadata, d.upload_time, d.summary, d.project, d.version, d.kind],
-            separators=(",", ":")))
-    lines.append("")
-    return "\n".join(lines).encode("utf-8")
+            separators=(",", ":")).encode() + b"\n"
 
 
 def load_known(lines, folder):
