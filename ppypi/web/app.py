@@ -24,7 +24,7 @@ from ..repository import FileConflict
 from . import files as filesmod
 from . import multipart, pages, pypi_json
 from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable
-from .negotiate import JSON, NotAcceptableFormat, negotiate
+from .negotiate import JSON, NotAcceptableFormat, negotiate, q_value
 from .upload import UploadError, check_upload, safe_reason
 
 # Pages smaller than this are not worth compressing.
@@ -72,17 +72,8 @@ def _accepts_gzip(request):
         return False
     for item in header[:1024].split(","):
         coding, *params = [p.strip() for p in item.split(";")]
-        if coding.lower() not in ("gzip", "x-gzip"):
-            continue
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        return q > 0
+        if coding.lower() in ("gzip", "x-gzip"):
+            return q_value(params) > 0
     return False
 
 

@@ -22,6 +22,20 @@ _PREFERENCE = {HTML: 0, HTML_V1: 1, JSON: 2}
 MAX_ACCEPT = 4096
 
 
+def q_value(params):
+    """The q of an Accept/Accept-Encoding entry's parameters (1 if none;
+    0 for garbage or anything outside 0..1)."""
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
+
+
 def _parse_accept(header):
     """[(media type, q)] from an Accept header; garbage entries are skipped."""
     out = []
@@ -30,17 +44,7 @@ def _parse_accept(header):
         media = parts[0].lower()
         if "/" not in media:
             continue
-        q = 1.0
-        for param in parts[1:]:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-                if not 0.0 <= q <= 1.0:
-                    q = 0.0
-        out.append((_ALIASES.get(media, media), q))
+        out.append((_ALIASES.get(media, media), q_value(parts[1:])))
     return out
 
 
