@@ -58,6 +58,7 @@ class PPyPIRequest(server.Request):
     _received = 0
     _limit = None
     _started = None
+    _draining = False
     refused = False
     # A body must arrive at this average rate once the site's timeout has
     # passed since its first byte (slow-body clients hold a connection and a
@@ -83,7 +84,7 @@ class PPyPIRequest(server.Request):
                 self.content = tempfile.TemporaryFile(dir=site.spool_dir)
             except OSError:
                 # Read-only or full: say so rather than drop the connection.
-                self._refuse(503, b"Cannot store uploads now")
+                self._refuse(503, b"Cannot store uploads now", drain=True)
         else:
             super().gotLength(length)
 
@@ -113,11 +114,17 @@ class PPyPIRequest(server.Request):
             # The spool's disk is full (or went read-only) under the body.
             self.content.close()
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                self._refuse(507, b"Insufficient storage")
+                self._refuse(507, b"Insufficient storage", drain=True)
             else:
-                self._refuse(503, b"Cannot store uploads now")
+                self._refuse(503, b"Cannot store uploads now", drain=True)
 
-    def _refuse(self, code=413, reason=b"Request body too large"):
+    def _refuse(self, code=413, reason=b"Request body too large", drain=False):
+        """
+        Answer at once and close. With C{drain}, the rest of the (already
+        bounded) body is read and thrown away first: closing with unread
+        data makes the kernel send a reset, and the client may lose the
+        answer with it.
+        """
         self.refused = True
         self.content = _Discard()
         body = b"%d %s\n" % (code, reason)
@@ -126,10 +133,14 @@ class PPyPIRequest(server.Request):
             b"Content-Type: text/plain; charset=utf-8\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n"
             b"Connection: close\r\n\r\n" + body)
-        self.channel.transport.loseConnection()
+        self._draining = drain
+        if not drain:
+            self.channel.transport.loseConnection()
 
     def requestReceived(self, command, path, version):
         if self.refused:
+            if self._draining:
+                self.channel.transport.loseConnection()  # the body is all read
             return
         super().requestReceived(command, path, version)
 
