@@ -388,14 +388,8 @@ class RepositoryApp:
     # -- Warehouse's JSON API
 
     @app.route("/pypi/<string:name>/json", methods=["GET", "HEAD"])
-    async def pypi_project_json(self, request, name):
-        return await self._pypi_json(request, name, None)
-
     @app.route("/pypi/<string:name>/<string:version>/json", methods=["GET", "HEAD"])
-    async def pypi_release_json(self, request, name, version):
-        return await self._pypi_json(request, name, version)
-
-    async def _pypi_json(self, request, name, version):
+    async def pypi_json(self, request, name, version=None):
         project, files, yanks, chosen = await self._project_request(
             request, name, version, "pypi/{project}/" + (f"{version}/json" if version else "json"))
         raw = await self._release_metadata(files, chosen)
@@ -642,14 +636,8 @@ class RepositoryApp:
         return body
 
     @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
-    async def project_page(self, request, name):
-        return await self._project_page(request, name, None)
-
     @app.route("/project/<string:name>/<string:version>/", methods=["GET", "HEAD"])
-    async def version_page(self, request, name, version):
-        return await self._project_page(request, name, version)
-
-    async def _project_page(self, request, name, version):
+    async def project_page(self, request, name, version=None):
         project, files, yanks, shown = await self._project_request(
             request, name, version, "project/{project}/" + (f"{version}/" if version else ""))
         base = _base_url(request)
