@@ -1120,6 +1120,62 @@ ROUTES = [
 ]
 
 
+class FakeGitHubProcess:
+    """
+    C{python -m tests.fake_github} as a subprocess on loopback (API on .1,
+    uploads on .2, objects on .3), with its /_fake/ control API: for the
+    tests that need a live daemon to talk to the fake.
+    """
+
+    def __init__(self, log_path, *args):
+        import select
+        import subprocess
+        self.log = open(log_path, "ab")
+        project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fake_github", "--port", "0", *args],
+            cwd=project, stdout=subprocess.PIPE, stderr=self.log)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        m = re.fullmatch(r"listening on (\d+)\n", line)
+        if not m:
+            self.stop()
+            raise AssertionError(f"the fake GitHub did not start: {line!r}")
+        self.port = int(m.group(1))
+        self.api, self.uploads, self.objects = (
+            f"http://127.0.0.{i}:{self.port}" for i in (1, 2, 3))
+
+    def control(self, path, body=None):
+        """GET (no body) or POST a /_fake/ endpoint; its JSON answer."""
+        import http.client
+        conn = http.client.HTTPConnection(f"127.0.0.1:{self.port}", timeout=10)
+        try:
+            if body is None:
+                conn.request("GET", f"/_fake/{path}")
+            else:
+                conn.request("POST", f"/_fake/{path}", json.dumps(body),
+                             {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+        finally:
+            conn.close()
+        assert r.status in (200, 201), (path, r.status, data)
+        return json.loads(data)
+
+    def stop(self):
+        import signal
+        import subprocess
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.fake_github", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)

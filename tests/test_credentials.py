@@ -14,11 +14,8 @@ import json
 import os
 import random
 import re
-import select
-import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -32,7 +29,8 @@ from ppypi.auth import READ, WRITE, Authenticator, Credentials
 from ppypi.backends.github import LAYOUT, LAYOUT_FILE
 from ppypi.config import ANYONE, AUTHENTICATED, Config, RepositoryConfig, Secret
 
-from .conftest import BIN, PROJECT, Daemon, client_env, make_corpus, wait_for
+from .fake_github import FakeGitHubProcess
+from .conftest import BIN, Daemon, client_env, make_corpus, wait_for
 from .helpers import multipart_body, run_now, upload_fields, wheel_bytes
 
 PPYPI = os.path.join(BIN, "ppypi")
@@ -73,45 +71,7 @@ def basic(user, password):
 # -- the servers --------------------------------------------------------------
 
 
-class LiveFakeGitHub:
-    """python -m tests.fake_github on loopback (API .1, uploads .2, objects .3)."""
-
-    def __init__(self, log_path):
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fake_github", "--port", "0"],
-                                     cwd=PROJECT, stdout=subprocess.PIPE, stderr=self.log)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        m = re.fullmatch(r"listening on (\d+)\n", line)
-        if not m:
-            self.stop()
-            raise AssertionError(f"the fake GitHub did not start: {line!r}")
-        self.api = f"http://127.0.0.1:{m.group(1)}"
-
-    def control(self, path, body=None):
-        conn = http.client.HTTPConnection(self.api.split("//")[1], timeout=10)
-        try:
-            if body is None:
-                conn.request("GET", f"/_fake/{path}")
-            else:
-                conn.request("POST", f"/_fake/{path}", json.dumps(body),
-                             {"Content-Type": "application/json"})
-            r = conn.getresponse()
-            data = r.read()
-        finally:
-            conn.close()
-        assert r.status in (200, 201), (path, r.status, data)
-        return json.loads(data)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+LiveFakeGitHub = FakeGitHubProcess
 
 
 def ppypi_passwd(user, password, *options):

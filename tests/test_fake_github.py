@@ -10,11 +10,7 @@ import http.client
 import json
 import os
 import re
-import select
-import signal
 import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
@@ -26,8 +22,7 @@ from twisted.web.client import ResponseNeverReceived
 
 from ppypi.backends.github_api import GitHubAPI, RateLimited
 
-from .conftest import PROJECT
-from .fake_github import FakeGitHub, blob_sha
+from .fake_github import FakeGitHub, FakeGitHubProcess, blob_sha
 
 API = "http://api.github.test"
 REPO = "/repos/acme/wheels"
@@ -647,33 +642,8 @@ async def test_the_project_client_works_against_it(gh):
 
 # -- the live runner --------------------------------------------------------
 
-class Live:
-    """python -m tests.fake_github as a subprocess."""
-
-    def __init__(self, tmp_path, *args):
-        self.log = open(tmp_path / "fake-github.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fake_github", "--port", "0", *args],
-                                     cwd=PROJECT, stdout=subprocess.PIPE, stderr=self.log)
-        deadline = time.monotonic() + 30
-        ready, _, _ = select.select([self.proc.stdout], [], [], deadline - time.monotonic())
-        line = self.proc.stdout.readline().decode() if ready else ""
-        m = re.fullmatch(r"listening on (\d+)\n", line)
-        if not m:
-            self.stop()
-            raise AssertionError(f"no 'listening on PORT' line, got {line!r}")
-        self.port = int(m.group(1))
-        self.api, self.uploads, self.objects = (f"http://127.0.0.{i}:{self.port}" for i in (1, 2, 3))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
+def Live(tmp_path, *args):
+    return FakeGitHubProcess(tmp_path / "fake-github.log", *args)
 
 
 def fetch(method, url, body=None, headers=None):

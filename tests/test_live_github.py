@@ -9,8 +9,6 @@ import http.client
 import json
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +17,8 @@ import urllib.request
 
 import pytest
 
-from .conftest import BIN, PROJECT, client_env, get, make_corpus, wait_for
+from .fake_github import FakeGitHubProcess
+from .conftest import BIN, client_env, get, make_corpus, wait_for
 from .helpers import basic, multipart_body, upload_fields, wheel_bytes
 
 TWINE = os.path.join(BIN, "twine")
@@ -43,27 +42,11 @@ def call(method, url, body=None, headers=None, timeout=30):
         return e.code, e.headers, e.read()
 
 
-class FakeGitHub:
-    """python -m tests.fake_github as a subprocess, and its /_fake/ control API."""
+class FakeGitHub(FakeGitHubProcess):
+    """The fake GitHub process, and what these tests read of its state."""
 
     def __init__(self, tmp_path):
-        self.log = open(tmp_path / "fake-github.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fake_github", "--port", "0"],
-                                     cwd=PROJECT, stdout=subprocess.PIPE, stderr=self.log)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        m = re.fullmatch(r"listening on (\d+)\n", line)
-        if not m:
-            self.stop()
-            raise AssertionError(f"the fake GitHub did not start: {line!r}")
-        self.port = int(m.group(1))
-        self.api = f"http://127.0.0.1:{self.port}"
-
-    def control(self, path, body=None):
-        status, _, data = call("POST" if body is not None else "GET",
-                               f"{self.api}/_fake/{path}", body)
-        assert status in (200, 201), (path, status, data)
-        return json.loads(data)
+        super().__init__(tmp_path / "fake-github.log")
 
     def requests(self):
         return self.control("requests")
@@ -73,16 +56,6 @@ class FakeGitHub:
 
     def assets(self):
         return [name for r in self.state()["releases"] for name in r["assets"]]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 class Setup:
