@@ -111,12 +111,7 @@ class PPyPIRequest(server.Request):
         try:
             super().handleContentChunk(data)
         except OSError as e:
-            # The spool's disk is full (or went read-only) under the body.
-            self.content.close()
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                self._refuse(507, b"Insufficient storage", drain=True)
-            else:
-                self._refuse(503, b"Cannot store uploads now", drain=True)
+            self._spool_failed(e)
 
     def _refuse(self, code=413, reason=b"Request body too large", drain=False):
         """
@@ -138,11 +133,25 @@ class PPyPIRequest(server.Request):
             self.channel.transport.loseConnection()
 
     def requestReceived(self, command, path, version):
+        if not self.refused:
+            try:
+                # The spool is buffered: a full disk may show only now.
+                self.content.flush()
+            except OSError as e:
+                self._spool_failed(e)
         if self.refused:
             if self._draining:
                 self.channel.transport.loseConnection()  # the body is all read
             return
         super().requestReceived(command, path, version)
+
+    def _spool_failed(self, error):
+        """The spool's disk is full (or went read-only) under the body."""
+        self.content.close()
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._refuse(507, b"Insufficient storage", drain=True)
+        else:
+            self._refuse(503, b"Cannot store uploads now", drain=True)
 
 
 def _one(fields, name, required=True):
