@@ -307,3 +307,46 @@ def test_parse_basic_round_trip(username, password):
     assert (credentials.username, credentials.password) == (username, password)
     assert parse_basic(header.encode()).password == password
     assert parse_basic(None) is None
+
+
+# -- the access log line
+
+_header_bytes = st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=st.binary(min_size=1, max_size=10), uri=st.binary(max_size=60),
+       proto=st.sampled_from([b"HTTP/1.0", b"HTTP/1.1", b'HT"TP\\1']),
+       referer=st.none() | _header_bytes, agent=st.none() | _header_bytes,
+       ip=st.sampled_from(["127.0.0.1", "::1", None]),
+       code=st.integers(100, 599), length=st.integers(0, 10**9),
+       ctype=st.none() | st.sampled_from([b"text/html", b'a"b']))
+def test_access_log_line_is_twisteds_combined_line(method, uri, proto, referer, agent, ip,
+                                                    code, length, ctype):
+    """The fast access-log line says exactly what Twisted's combined
+    formatter says (plus the Content-Type), whatever bytes a client sent."""
+    from twisted.internet import address
+    from twisted.web import http
+    from twisted.web.test.requesthelper import DummyChannel
+
+    from ppypi.web.site import access_log_line
+
+    request = http.Request(DummyChannel())
+    if ip is None:
+        request.client = address.UNIXAddress(b"/tmp/sock")
+    elif ":" in ip:
+        request.client = address.IPv6Address("TCP", ip, 1234)
+    else:
+        request.client = address.IPv4Address("TCP", ip, 1234)
+    request.method, request.uri, request.clientproto = method, uri, proto
+    request.code, request.sentLength = code, length
+    if referer is not None:
+        request.requestHeaders.setRawHeaders(b"referer", [referer])
+    if agent is not None:
+        request.requestHeaders.setRawHeaders(b"user-agent", [b"first", agent])
+    if ctype is not None:
+        request.responseHeaders.setRawHeaders(b"content-type", [ctype])
+    stamp = "[27/Nov/2026:12:00:00 +0000]"
+    expected = http.combinedLogFormatter(stamp, request) + ' "%s"' % (
+        (ctype or b"-").decode().replace('"', "%22"))
+    assert access_log_line(stamp, request) == expected
