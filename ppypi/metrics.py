@@ -6,9 +6,10 @@ servers in one process (tests) keep their own counts.
 """
 
 import time
+from bisect import bisect_left
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 
@@ -47,12 +48,11 @@ class Metrics:
     def __init__(self, repositories=()):
         self.registry = CollectorRegistry(auto_describe=True)
         self.repositories = list(repositories)
-        self._requests = Counter(
-            "ppypi_requests", "HTTP requests answered, by route, method and status",
-            ["route", "method", "status"], registry=self.registry)
-        self._latency = Histogram(
-            "ppypi_request_duration_seconds", "Time to answer a request, by route",
-            ["route"], buckets=BUCKETS, registry=self.registry)
+        # Requests are counted in plain dicts, read at scrape time: a
+        # prometheus_client Counter and Histogram (locks, label lookups) cost
+        # a tenth of answering an index page, for every request.
+        self._requests = {}   # (route, method, status) -> count
+        self._latency = {}    # route -> [count per bucket (+Inf last), sum of seconds]
         self._uploads = Counter(
             "ppypi_uploads", "Uploads by repository and outcome "
             "(stored, unchanged, conflict, rejected, too_large, no_space, failed)",
@@ -63,7 +63,7 @@ class Metrics:
         self._retries = Counter(
             "ppypi_backend_retries", "Requests to a backend that were tried again",
             ["repository"], registry=self.registry)
-        self._children = {}
+        self.registry.register(_RequestCollector(self))
         self.registry.register(_RepositoryCollector(self))
 
     def request(self, method, path, status, seconds):
@@ -71,13 +71,12 @@ class Metrics:
         if method not in _METHODS:
             method = b"other"  # labels stay bounded whatever clients invent
         key = (route, method, status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = (
-                self._requests.labels(route, method.decode("ascii", "replace"), str(status)),
-                self._latency.labels(route))
-        child[0].inc()
-        child[1].observe(seconds)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        latency = self._latency.get(route)
+        if latency is None:
+            latency = self._latency[route] = [[0] * (len(BUCKETS) + 1), 0.0]
+        latency[0][bisect_left(BUCKETS, seconds)] += 1
+        latency[1] += seconds
 
     def upload(self, repository, outcome):
         self._uploads.labels(repository, outcome).inc()
@@ -90,6 +89,33 @@ class Metrics:
 
     def render(self):
         return generate_latest(self.registry)
+
+
+class _RequestCollector:
+    """The request counter and latency histogram, from L{Metrics}' dicts."""
+
+    def __init__(self, metrics):
+        self._metrics = metrics
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        requests = CounterMetricFamily(
+            "ppypi_requests", "HTTP requests answered, by route, method and status",
+            labels=["route", "method", "status"])
+        for (route, method, status), count in sorted(self._metrics._requests.items()):
+            requests.add_metric([route, method.decode("ascii"), str(status)], count)
+        latency = HistogramMetricFamily(
+            "ppypi_request_duration_seconds", "Time to answer a request, by route",
+            labels=["route"])
+        for route, (counts, total) in sorted(self._metrics._latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(BUCKETS + (float("inf"),), counts):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+            latency.add_metric([route], buckets, sum_value=total)
+        yield from (requests, latency)
 
 
 class _RepositoryCollector:

@@ -84,3 +84,32 @@ def test_backend_errors_are_counted(tmp_path, daemon_factory):
                            repository="default", operation="sync") >= 1,
              what="a failed sync to be counted")
     assert value(scrape(d), "ppypi_repository_up", repository="default") == 0
+
+
+def test_latency_histogram_buckets_and_sum():
+    """Each request lands in the first bucket whose bound holds it
+    (Prometheus' "le"), cumulatively, with +Inf counting them all."""
+    from ppypi.metrics import Metrics
+
+    metrics = Metrics()
+    for seconds in (0.0001, 0.0005, 0.0007, 0.02, 45.0):
+        metrics.request(b"GET", b"/simple/a/", 200, seconds)
+    metrics.request(b"BREW", b"/simple/", 405, 0.001)
+    samples = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+
+    def bucket(le):
+        return value(samples, "ppypi_request_duration_seconds_bucket",
+                     route="simple_project", le=le)
+
+    assert [bucket(le) for le in ("0.0005", "0.001", "0.01", "0.025", "30.0", "+Inf")] == \
+        [2, 3, 3, 4, 4, 5]
+    assert value(samples, "ppypi_request_duration_seconds_count", route="simple_project") == 5
+    assert abs(value(samples, "ppypi_request_duration_seconds_sum", route="simple_project")
+               - 45.0213) < 1e-9
+    assert value(samples, "ppypi_requests_total", route="simple_project", method="GET",
+                 status="200") == 5
+    assert value(samples, "ppypi_requests_total", route="simple_root", method="other",
+                 status="405") == 1
