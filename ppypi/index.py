@@ -89,17 +89,24 @@ def iso8601(seconds):
 
 
 class Page:
-    """A rendered page: its bytes, its strong ETag, and gzip on demand."""
+    """
+    A rendered page: its bytes, its strong ETag, and gzip on demand. The
+    header values (ETag, Last-Modified, Content-Type) are kept as bytes,
+    ready for every answer.
+    """
 
-    __slots__ = ("body", "etag", "content_type", "last_modified", "last_modified_header", "_gz")
+    __slots__ = ("body", "etag", "content_type", "content_type_header", "last_modified",
+                 "last_modified_header", "_gz")
 
     def __init__(self, body, content_type, last_modified):
         self.body = body
         self.content_type = content_type
+        self.content_type_header = (content_type if content_type.endswith("+json")
+                                    else content_type + "; charset=utf-8").encode("ascii")
         self.last_modified = last_modified
-        self.last_modified_header = formatdate(last_modified, usegmt=True)
+        self.last_modified_header = formatdate(last_modified, usegmt=True).encode("ascii")
         digest = hashlib.sha256(content_type.encode() + b"\0" + body).hexdigest()[:32]
-        self.etag = f'"{digest}"'
+        self.etag = b'"%s"' % digest.encode("ascii")
         self._gz = None
 
     @property
@@ -107,7 +114,7 @@ class Page:
         """(body, etag) of the gzip-encoded representation."""
         if self._gz is None:
             self._gz = (gzip.compress(self.body, compresslevel=6, mtime=0),
-                        self.etag[:-1] + '-gz"')
+                        self.etag[:-1] + b'-gz"')
         return self._gz
 
 
