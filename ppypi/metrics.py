@@ -5,6 +5,7 @@ One registry per server (not the library's global one), so that several
 servers in one process (tests) keep their own counts.
 """
 
+import gc
 import time
 from bisect import bisect_left
 
@@ -141,7 +142,11 @@ class _RepositoryCollector:
             projects.add_metric([r.name], len(r.index.projects))
             up.add_metric([r.name], 1 if r.healthy else 0)
             since.add_metric([r.name], now - r.last_sync if r.last_sync else float("nan"))
-        yield from (files, projects, up, since)
+        frozen = GaugeMetricFamily(
+            "ppypi_heap_frozen_objects",
+            "Objects moved out of the garbage collector's reach after a sync (ppypi.heap)")
+        frozen.add_metric([], gc.get_freeze_count())
+        yield from (files, projects, up, since, frozen)
 
 
 class MetricsResource(Resource):

@@ -16,6 +16,7 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 
+from . import heap
 from .auth import Authenticator, load_or_create_token
 from .backends.filesystem import FilesystemBackend
 from .backends.github import GitHubBackend
@@ -199,13 +200,16 @@ def load(options):
     return config
 
 
-def build(options, config, reactor, run_in_thread, token=None, http=None):
+def build(options, config, reactor, run_in_thread, token=None, http=None,
+          after_sync=lambda: None):
     """
     The daemon's parts, wired: (repositories, site, periodic services).
 
     Blocking (start-up only): it prepares the folders.
 
     @param http: the treq C{HTTPClient} for GitHub (default: a real one).
+    @param after_sync: called after each periodic sync (the daemon settles
+        its heap there, see L{ppypi.heap}).
     """
     root = os.path.abspath(options["root"])
     state_root = os.path.join(root, ".ppypi")
@@ -251,8 +255,9 @@ def build(options, config, reactor, run_in_thread, token=None, http=None):
 
     timers = []
     for r in repositories:
-        timers.append(TimerService(r.config.sync_interval,
-                                   lambda r=r: Deferred.fromCoroutine(r.sync())))
+        timers.append(TimerService(
+            r.config.sync_interval,
+            lambda r=r: Deferred.fromCoroutine(r.sync()).addCallback(lambda _: after_sync())))
     timers.append(TimerService(AUTH_MAINTENANCE_INTERVAL,
                                lambda: Deferred.fromCoroutine(authenticator.maintain())))
     for timer in timers:
@@ -303,7 +308,8 @@ def makeService(options):
         return deferToThreadPool(reactor, pool, f, *args, **kwargs)
 
     try:
-        repositories, site, timers = build(options, config, reactor, run_in_thread, token)
+        repositories, site, timers = build(options, config, reactor, run_in_thread, token,
+                                           after_sync=heap.settle)
     except ConfigError as e:
         sys.stderr.write(f"ppypi: {e}\n")
         raise SystemExit(2)

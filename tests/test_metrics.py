@@ -69,6 +69,9 @@ def test_metrics_count_what_was_sent(tmp_path, daemon_factory):
     assert value(after, "ppypi_projects", repository="default") == 4
     assert value(after, "ppypi_repository_up", repository="default") == 1
     assert 0 <= value(after, "ppypi_seconds_since_last_sync", repository="default") < 120
+    # The daemon's first sync froze its heap (ppypi.heap): a bare daemon
+    # tracks more objects than the threshold.
+    assert value(after, "ppypi_heap_frozen_objects") > 50_000
     # The scrape itself is counted, under its own route.
     assert delta("ppypi_requests_total", route="metrics", method="GET", status="200") == 1
 
