@@ -350,3 +350,29 @@ def test_access_log_line_is_twisteds_combined_line(method, uri, proto, referer, 
     expected = http.combinedLogFormatter(stamp, request) + ' "%s"' % (
         (ctype or b"-").decode().replace('"', "%22"))
     assert access_log_line(stamp, request) == expected
+
+
+# -- remembered header decisions
+
+@settings(max_examples=300, deadline=None)
+@given(accept=st.binary(max_size=700))
+def test_remembered_negotiation_is_negotiation(accept):
+    """The remembered answer for an Accept value is what negotiate() says,
+    the first time and every time after, long values included."""
+    from ppypi.web.app import _NEGOTIATED
+
+    expected = negotiate(accept.decode("latin-1"))
+    assert _NEGOTIATED[accept] == expected
+    assert _NEGOTIATED[accept] == expected
+
+
+def test_remembered_values_stay_bounded():
+    """A client inventing header values fills the memo, never past its size;
+    answers stay right after it is full."""
+    from ppypi.web.app import _Memo
+
+    memo = _Memo(lambda v: v.upper(), size=8, longest=5)
+    for i in range(100):
+        assert memo[b"v%d" % i] == b"V%d" % i
+    assert len(memo) == 8
+    assert memo[b"toolong"] == b"TOOLONG" and b"toolong" not in memo
