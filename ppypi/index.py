@@ -3,7 +3,9 @@ The in-memory model of one repository's projects and files, and its pages.
 
 Pages are rendered once per change and kept as bytes (and gzipped bytes,
 made on first demand) with their strong ETag, so serving a page costs a
-dictionary lookup whatever the index size.
+dictionary lookup whatever the index size. Project pages are kept within a
+byte budget, least recently used out first: at 100,000 files, every
+project's page in all three content types is ~150 MB.
 """
 
 import gzip
@@ -11,6 +13,7 @@ import hashlib
 import json
 import sys
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from email.utils import formatdate
 from html import escape
@@ -86,6 +89,55 @@ class DistFile:
 def iso8601(seconds):
     """UTC, ISO 8601, as PEP 700 and Warehouse write it."""
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class PageCache:
+    """
+    Rendered project pages within a byte budget, the least recently used
+    dropped first. A page costs its body, half again for the gzipped copy
+    it may make, and its object (an estimate, not a measurement).
+    """
+
+    def __init__(self, budget):
+        self.budget = budget
+        self.bytes = 0
+        self._pages = OrderedDict()
+
+    @staticmethod
+    def cost(page):
+        return len(page.body) * 3 // 2 + 400
+
+    def __len__(self):
+        return len(self._pages)
+
+    def get(self, key):
+        page = self._pages.get(key)
+        if page is not None:
+            self._pages.move_to_end(key)
+        return page
+
+    def put(self, key, page):
+        self.pop(key)
+        self._pages[key] = page
+        self.bytes += self.cost(page)
+        while self.bytes > self.budget and len(self._pages) > 1:
+            _, dropped = self._pages.popitem(last=False)
+            self.bytes -= self.cost(dropped)
+
+    def pop(self, key):
+        page = self._pages.pop(key, None)
+        if page is not None:
+            self.bytes -= self.cost(page)
+
+    def clear(self):
+        self._pages.clear()
+        self.bytes = 0
+
+
+# Project pages kept rendered (PageCache). A page of a project with three
+# files is ~1.5 kB; 24 MB holds ~11,000 of them, and rendering one anew
+# costs about as much as answering it.
+PAGE_CACHE_BYTES = 24_000_000
 
 
 class Page:
@@ -232,13 +284,13 @@ class RepositoryIndex:
     @ivar ready: True once the first listing of the backend has been applied.
     """
 
-    def __init__(self, name, clock=time.time):
+    def __init__(self, name, clock=time.time, page_cache_bytes=PAGE_CACHE_BYTES):
         self.name = name
         self._files = {}        # filename -> DistFile
         # normalised name -> [DistFile]: a list, not a dict, per project
         # (33,000 small dicts cost ~8 MB at 100,000 files).
         self._projects = {}
-        self._pages = {}        # (normalised name, content type) -> Page
+        self._pages = PageCache(page_cache_bytes)  # (normalised name, content type) -> Page
         self._roots = {}        # content type -> Page
         self._changed_at = {}   # normalised name -> time of its last change
         self._root_changed_at = clock()
@@ -288,14 +340,15 @@ class RepositoryIndex:
             if not files:
                 return None
             body = _RENDERERS[content_type][1](name, files, self.yanks.get(name, {}))
-            page = self._pages[key] = Page(body, content_type, self._changed_at[name])
+            page = Page(body, content_type, self._changed_at[name])
+            self._pages.put(key, page)
         return page
 
     # -- changing
 
     def _changed(self, project):
         for content_type in _RENDERERS:
-            self._pages.pop((project, content_type), None)
+            self._pages.pop((project, content_type))
         self._changed_at[project] = self._clock()
         self.generation += 1
 
