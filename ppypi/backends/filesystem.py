@@ -200,13 +200,15 @@ def scan_folder(folder, known, exclude=(), warned=frozenset(), store=None):
                     dist = DistFile(name, parsed.project, parsed.version, parsed.kind, sha256,
                                     st.st_size, st.st_mtime_ns, rp, relpath, meta_sha, servable,
                                     st.st_mtime_ns / 1e9, summary)
-                seen[relpath] = dist
+                # Keyed by the DistFile's own strings, not the scan's copies
+                # (at 100,000 files a second copy of every name is ~9 MB).
+                seen[dist.location] = dist
                 if name in files:
                     if relpath not in warned:
                         warnings.append(
                             (relpath, f"skipped, {name} is also at {files[name].location}"))
                     continue
-                files[name] = dist
+                files[dist.filename] = dist
     changed = hashed > 0 or len(seen) != len(known)
     return ScanResult(list(files.values()), hashed, skipped, warnings, changed), seen
 
@@ -237,10 +239,13 @@ def load_known(lines, folder):
     if header.get("version") != CACHE_VERSION or header.get("folder") != folder:
         return None
     known = {}
+    summaries = {}  # a project's files mostly share one summary
     for line in lines:
         (relpath, size, mtime_ns, sha256, rp, meta, servable, uploaded, summary, project,
          version, kind) = json.loads(line)
         name = relpath.rsplit("/", 1)[-1]
+        if summary is not None:
+            summary = summaries.setdefault(summary, summary)
         known[relpath] = DistFile(name, project, version, kind, sha256, size, mtime_ns, rp,
                                   name if name == relpath else relpath, meta, servable,
                                   uploaded, summary)
