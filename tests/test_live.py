@@ -127,3 +127,36 @@ def test_restart_with_10000_files_rehashes_nothing(tmp_path, daemon_factory):
     assert status["files"] == 10002
     assert status["hashed_since_start"] == 0
     assert get(second.url + "simple/bench-pkg-03333/")[0] == 200
+    check_large_root_page(second, 3334)
+
+
+def check_large_root_page(daemon, projects):
+    """
+    /simple/ of thousands of projects is larger than what ppypi writes at
+    once (ppypi.web.body): it arrives whole, as HTML and JSON, gzipped or
+    not; HEAD gives its length alone; a client leaving half way through
+    harms nothing.
+    """
+    import gzip
+    import json
+    import socket
+
+    from ppypi.web.body import PIECE
+
+    status, headers, html = get(daemon.url + "simple/")
+    assert status == 200 and len(html) > 2 * PIECE
+    assert int(headers["Content-Length"]) == len(html)
+    assert html.count(b"<a href=") == projects and html.rstrip().endswith(b"</html>")
+    status, headers, zipped = get(daemon.url + "simple/", {"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped) == html
+    status, headers, body = get(daemon.url + "simple/",
+                                {"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert len(json.loads(body)["projects"]) == projects
+    status, headers, body = get(daemon.url + "simple/", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(html)
+    host, port = daemon.url.split("//")[1].rstrip("/").split(":")
+    for _ in range(5):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(1000).startswith(b"HTTP/1.1 200")
+    assert get(daemon.url + "simple/")[2] == html

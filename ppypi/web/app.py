@@ -23,6 +23,7 @@ from ..names import MAX_FILENAME, is_valid_name, normalize, version_of
 from ..repository import FileConflict
 from . import files as filesmod
 from . import multipart, pages, pypi_json
+from .body import answer
 from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable
 from .negotiate import JSON, NotAcceptableFormat, negotiate, q_value
 from .upload import UploadError, check_upload, safe_reason
@@ -213,7 +214,7 @@ class RepositoryApp:
             request.setResponseCode(304)
             return b""
         headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
-        return body
+        return answer(body)
 
     @staticmethod
     def _content_type(request):
@@ -438,7 +439,7 @@ class RepositoryApp:
             request.setResponseCode(304)
             return b""
         request.setHeader("Content-Length", str(len(body)))
-        return body
+        return answer(body)
 
     # -- yanking (PEP 592)
 
@@ -627,7 +628,7 @@ class RepositoryApp:
             request.setResponseCode(304)
             return b""
         request.setHeader("Content-Length", str(len(body)))
-        return body
+        return answer(body)
 
     def _summaries(self):
         """Every project, most recently updated first (once per index change)."""
@@ -668,7 +669,7 @@ class RepositoryApp:
         request.setHeader("Cache-Control", "no-store")
         body = await pages.render(tree)
         request.setHeader("Content-Length", str(len(body)))
-        return body
+        return answer(body)
 
     @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
     @app.route("/project/<string:name>/<string:version>/", methods=["GET", "HEAD"])
@@ -722,7 +723,8 @@ class FastPages(Resource):
                     page = app.index.project_page(path[1].decode("ascii", "replace"),
                                                   content_type)
                 if page is not None:
-                    return app._send_page(request, page)
+                    result = app._send_page(request, page)
+                    return result if isinstance(result, bytes) else result.render(request)
         return self._klein.render(request)
 
 

@@ -1,0 +1,79 @@
+"""ppypi.web.body: large bodies written a piece at a time."""
+
+from twisted.internet.defer import Deferred
+from twisted.web.http_headers import Headers
+from twisted.web.server import NOT_DONE_YET
+
+from ppypi.web import body
+
+
+class FakeRequest:
+    """What LargeBody uses of a request; the test plays the transport."""
+
+    def __init__(self, method=b"GET"):
+        self.method = method
+        self.responseHeaders = Headers()
+        self.written = []
+        self.finished = False
+        self.producer = None
+        self.gone = Deferred()
+
+    def setHeader(self, name, value):
+        self.responseHeaders.setRawHeaders(name, [value])
+
+    def notifyFinish(self):
+        return self.gone
+
+    def registerProducer(self, producer, streaming):
+        assert not streaming
+        self.producer = producer
+
+    def unregisterProducer(self):
+        self.producer = None
+
+    def write(self, data):
+        assert not self.finished
+        self.written.append(data)
+
+    def finish(self):
+        self.finished = True
+
+
+def test_small_bodies_are_answered_as_they_are():
+    assert body.answer(b"x" * (2 * body.PIECE)) == b"x" * (2 * body.PIECE)
+    assert isinstance(body.answer(b"x" * (2 * body.PIECE + 1)), body.LargeBody)
+
+
+def test_a_large_body_goes_out_one_piece_per_demand_then_finishes():
+    data = bytes(range(256)) * (body.PIECE * 3 // 256 + 7)
+    request = FakeRequest()
+    assert body.LargeBody(data).render(request) is NOT_DONE_YET
+    assert request.responseHeaders.getRawHeaders(b"content-length") == [b"%d" % len(data)]
+    producer, demands = request.producer, 0
+    while not request.finished:
+        before = len(request.written)
+        producer.resumeProducing()
+        assert len(request.written) - before <= 1
+        demands += 1
+    assert b"".join(request.written) == data
+    assert all(len(piece) <= body.PIECE for piece in request.written)
+    assert demands == len(request.written) + 1 == 5 and request.producer is None
+
+
+def test_nothing_is_written_once_the_client_has_gone():
+    request = FakeRequest()
+    body.LargeBody(b"y" * (body.PIECE * 4)).render(request)
+    producer = request.producer
+    producer.resumeProducing()
+    request.gone.errback(Exception("connection lost"))
+    producer.resumeProducing()
+    assert len(request.written) == 1 and not request.finished
+
+
+def test_head_answers_the_length_without_the_bytes():
+    """On HEAD the body is returned: twisted.web's Request then sends its
+    length and none of its bytes."""
+    request = FakeRequest(method=b"HEAD")
+    data = b"z" * (body.PIECE * 3)
+    assert body.LargeBody(data).render(request) == data
+    assert request.producer is None and request.written == []
