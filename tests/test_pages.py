@@ -200,3 +200,24 @@ async def test_private_repository_prompts_for_credentials(tmp_path):
         assert r.code == 200 and b"good-tool" in body, path
         cache = r.headers.getRawHeaders("Cache-Control")[0]
         assert cache.startswith("private") or cache == "no-store", (path, cache)
+
+
+@pytest_twisted.ensureDeferred
+async def test_pages_kept_stay_within_their_budget(server):
+    """With room for one page only, walking every page twice keeps one page
+    and answers every page whole and current."""
+    await server.sync()
+    cache = server.site.resource._apps["default"]._app._people_cache
+    paths = ("/project/evil-tool/", "/project/good-tool/", "/project/plain-tool/", "/")
+    first = {}
+    for path in paths:
+        r, first[path] = await server.get(path)
+        assert r.code == 200
+    assert len(cache) == len(paths)
+    cache.clear()
+    cache.budget = 1
+    for _ in range(2):
+        for path in paths:
+            r, body = await server.get(path)
+            assert (r.code, body) == (200, first[path])
+            assert len(cache) == 1

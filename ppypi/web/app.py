@@ -5,6 +5,7 @@ The index of one repository: PEP 503 pages, files, and its home page.
 import errno
 import hashlib
 import json
+from collections import namedtuple
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import parse_qs
 
@@ -18,7 +19,7 @@ import treq
 
 from ..backends import BackendError, FileMissing
 from ..backends.github_api import RateLimited
-from ..index import latest_version
+from ..index import PageCache, latest_version
 from ..names import MAX_FILENAME, is_valid_name, normalize, version_of
 from ..repository import FileConflict
 from . import files as filesmod
@@ -27,6 +28,11 @@ from .body import answer
 from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable
 from .negotiate import JSON, NotAcceptableFormat, negotiate, q_value
 from .upload import UploadError, check_upload, safe_reason
+
+# Pages for people kept rendered (least recently used out first): a
+# project's page with its README can be tens of kB.
+PEOPLE_PAGE_BYTES = 8_000_000
+_Rendered = namedtuple("_Rendered", "body etag")
 
 # Pages smaller than this are not worth compressing.
 GZIP_MIN_BYTES = 512
@@ -135,7 +141,7 @@ class RepositoryApp:
         self.extra_index_url = extra_index_url
         self.is_reserved = is_reserved
         self.metrics = metrics
-        self._people_cache = {}
+        self._people_cache = PageCache(PEOPLE_PAGE_BYTES)
         self._summaries_cache = (None, [])
         config = repository.config
         scope = "private" if needs_credentials(config, READ) else "public"
@@ -615,10 +621,8 @@ class RepositoryApp:
         cached = self._people_cache.get(key)
         if cached is None:
             body = await make()
-            cached = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
-            if len(self._people_cache) >= 2048:
-                self._people_cache.clear()
-            self._people_cache[key] = cached
+            cached = _Rendered(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+            self._people_cache.put(key, cached)
         return self._answer_people_page(request, *cached)
 
     @staticmethod
