@@ -357,7 +357,7 @@ class FilesystemBackend:
         self.hashed_total += result.hashed
         return result
 
-    def _open(self, dist):
+    def _open(self, dist, start=0, read=0):
         path = os.path.join(self.folder, dist.location)
         try:
             f = open(path, "rb")
@@ -367,15 +367,28 @@ class FilesystemBackend:
             if e.errno in (errno.EACCES, errno.EISDIR):
                 raise FileMissing(dist.filename) from None
             raise BackendError(f"cannot open {dist.location}: {e.strerror}") from None
-        if os.fstat(f.fileno()).st_size != dist.size:
-            # Replaced by hand since the last sync: the index's hash is stale.
+        try:
+            if os.fstat(f.fileno()).st_size != dist.size:
+                # Replaced by hand since the last sync: the index's hash is stale.
+                raise FileMissing(dist.filename)
+            if start:
+                f.seek(start)
+            head = f.read(read) if read else b""
+        except BaseException:
             f.close()
-            raise FileMissing(dist.filename)
-        return f
+            raise
+        return f, head
 
-    async def open(self, dist):
-        """Open a file of the index for reading (in the thread pool)."""
-        return await self._run(self._open, dist)
+    async def open(self, dist, start=0, read=0):
+        """
+        Open a file of the index for reading, and read its first C{read}
+        bytes from C{start}: one trip to the thread pool, which is all a
+        small wheel needs (each trip costs more than the rest of a small
+        download).
+
+        @return: (file object, positioned after them; the bytes read)
+        """
+        return await self._run(self._open, dist, start, read)
 
     def _store(self, upload, checked, overwrite, replacing=None):
         dist_name = checked.dist

@@ -312,22 +312,23 @@ class RepositoryApp:
         backend = self.repository.backend
         if hasattr(backend, "signed_url"):
             return await self._remote_download(request, dist, principal)
+        start, length = byte_range or (0, dist.size)
+        head = request.method == b"HEAD"
         try:
-            fileobj = await backend.open(dist)
+            fileobj, first = await backend.open(dist, start, 0 if head else min(length, filesmod.CHUNK))
         except FileMissing:
             raise NotFound("no such file") from None
         except BackendError as e:
             raise Unavailable(str(e)) from None
-        start, length = byte_range or (0, dist.size)
         if byte_range is not None:
             request.setResponseCode(206)
             request.setHeader("Content-Range",
                               f"bytes {start}-{start + length - 1}/{dist.size}")
         request.setHeader("Content-Length", str(length))
-        if request.method == b"HEAD":
+        if head:
             fileobj.close()
             return b""
-        await filesmod.stream(request, fileobj, start, length, self._run)
+        await filesmod.stream(request, fileobj, first, length, self._run)
         return None
 
     async def _remote_download(self, request, dist, principal=None):

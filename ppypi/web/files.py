@@ -98,20 +98,22 @@ class _Pacer:
         return not self.stopped
 
 
-async def stream(request, fileobj, start, length, run_in_thread):
+async def stream(request, fileobj, first, length, run_in_thread):
     """
-    Write C{length} bytes of C{fileobj} from C{start} to C{request}, reading
-    in the thread pool and pausing whenever the client is slower than the disk.
+    Write C{length} bytes to C{request}: C{first}, already read, then the
+    rest from C{fileobj}, read in the thread pool, pausing whenever the
+    client is slower than the disk.
     """
     pacer = _Pacer()
     request.registerProducer(pacer, True)
     request.notifyFinish().addBoth(lambda _: pacer.stopProducing())
     try:
-        if start:
-            await run_in_thread(fileobj.seek, start)
         remaining = length
         while remaining > 0 and await pacer.ready():
-            chunk = await run_in_thread(fileobj.read, min(CHUNK, remaining))
+            if first is not None:
+                chunk, first = first, None
+            else:
+                chunk = await run_in_thread(fileobj.read, min(CHUNK, remaining))
             if not chunk:
                 # The file shrank under us: the client must not take a short
                 # body for a whole file, so drop the connection.
