@@ -369,9 +369,9 @@ def test_remembered_negotiation_is_negotiation(accept):
 def test_remembered_values_stay_bounded():
     """A client inventing header values fills the memo, never past its size;
     answers stay right after it is full."""
-    from ppypi.web.app import _Memo
+    from ppypi.memo import Memo
 
-    memo = _Memo(lambda v: v.upper(), size=8, longest=5)
+    memo = Memo(lambda v: v.upper(), size=8, longest=5)
     for i in range(100):
         assert memo[b"v%d" % i] == b"V%d" % i
     assert len(memo) == 8

@@ -20,6 +20,7 @@ import treq
 from ..backends import BackendError, FileMissing
 from ..backends.github_api import RateLimited
 from ..index import PageCache, latest_version
+from ..memo import Memo
 from ..names import MAX_FILENAME, is_valid_name, normalize, version_of
 from ..repository import FileConflict
 from . import files as filesmod
@@ -75,26 +76,6 @@ def _not_modified(request, etag, last_modified):
     return False
 
 
-class _Memo(dict):
-    """
-    A pure function of one header value, remembered for the few values
-    clients send (every pip sends the same Accept). Bounded: values past
-    C{size}, or longer than C{longest}, are computed each time.
-    """
-
-    def __init__(self, function, size=256, longest=512):
-        super().__init__()
-        self._function = function
-        self._size = size
-        self._longest = longest
-
-    def __missing__(self, key):
-        value = self._function(key)
-        if len(self) < self._size and len(key) <= self._longest:
-            self[key] = value
-        return value
-
-
 def _gzip_acceptable(header):
     """Does an Accept-Encoding value (bytes) allow gzip (with a q above 0)?"""
     for item in header[:1024].decode("latin-1").split(","):
@@ -104,8 +85,8 @@ def _gzip_acceptable(header):
     return False
 
 
-_GZIP_ACCEPTABLE = _Memo(_gzip_acceptable)
-_NEGOTIATED = _Memo(lambda accept: negotiate(accept.decode("latin-1")))
+_GZIP_ACCEPTABLE = Memo(_gzip_acceptable)
+_NEGOTIATED = Memo(lambda accept: negotiate(accept.decode("latin-1")))
 
 
 def _accepts_gzip(request):
