@@ -8,6 +8,11 @@ answers waited, and the cost grew with the index, for objects that live
 until a sync replaces them and that reference counting frees (they hold no
 cycles). C{gc.freeze()} moves every live object to a permanent generation
 that collections skip; what is garbage is collected just before.
+
+The price: an object alive at a freeze that later ends up in a reference
+cycle nobody holds (a request in flight then, say) is never collected.
+Freezes are rare (the first sync, then only syncs that bring tens of
+thousands of objects), so that is a few objects per freeze.
 """
 
 import gc
