@@ -40,8 +40,23 @@ class FakeRequest:
 
 
 def test_small_bodies_are_answered_as_they_are():
-    assert body.answer(b"x" * (2 * body.PIECE)) == b"x" * (2 * body.PIECE)
-    assert isinstance(body.answer(b"x" * (2 * body.PIECE + 1)), body.LargeBody)
+    small, large = b"x" * (2 * body.PIECE), b"x" * (2 * body.PIECE + 1)
+    request = FakeRequest()
+    assert body.answer(request, small) == small
+    assert request.responseHeaders.getRawHeaders(b"content-length") == [b"%d" % len(small)]
+    assert isinstance(body.answer(FakeRequest(), large), body.LargeBody)
+
+
+def test_head_answers_the_length_without_the_bytes():
+    """Nothing is returned on HEAD (twisted.web warns of a HEAD answered with
+    a body), only the length."""
+    for data in (b"small", b"z" * (body.PIECE * 3)):
+        request = FakeRequest(method=b"HEAD")
+        assert body.answer(request, data) == b""
+        assert request.responseHeaders.getRawHeaders(b"content-length") == [b"%d" % len(data)]
+    request = FakeRequest(method=b"HEAD")
+    assert body.LargeBody(b"z" * (body.PIECE * 3)).render(request) == b""
+    assert request.producer is None and request.written == []
 
 
 def test_a_large_body_goes_out_one_piece_per_demand_then_finishes():
@@ -68,12 +83,3 @@ def test_nothing_is_written_once_the_client_has_gone():
     request.gone.errback(Exception("connection lost"))
     producer.resumeProducing()
     assert len(request.written) == 1 and not request.finished
-
-
-def test_head_answers_the_length_without_the_bytes():
-    """On HEAD the body is returned: twisted.web's Request then sends its
-    length and none of its bytes."""
-    request = FakeRequest(method=b"HEAD")
-    data = b"z" * (body.PIECE * 3)
-    assert body.LargeBody(data).render(request) == data
-    assert request.producer is None and request.written == []

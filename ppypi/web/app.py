@@ -27,7 +27,7 @@ from . import files as filesmod
 from . import multipart, pages, pypi_json
 from .body import answer
 from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable
-from .negotiate import JSON, NotAcceptableFormat, negotiate, q_value
+from .negotiate import NotAcceptableFormat, negotiate, q_value
 from .upload import UploadError, check_upload, safe_reason
 
 # Pages for people kept rendered (least recently used out first): a
@@ -200,8 +200,7 @@ class RepositoryApp:
         if _not_modified(request, etag, page.last_modified):
             request.setResponseCode(304)
             return b""
-        headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
-        return answer(body)
+        return answer(request, body)
 
     @staticmethod
     def _content_type(request):
@@ -426,8 +425,7 @@ class RepositoryApp:
         if _not_modified(request, etag, None):
             request.setResponseCode(304)
             return b""
-        request.setHeader("Content-Length", str(len(body)))
-        return answer(body)
+        return answer(request, body)
 
     # -- yanking (PEP 592)
 
@@ -613,8 +611,7 @@ class RepositoryApp:
         if _not_modified(request, etag, None):
             request.setResponseCode(304)
             return b""
-        request.setHeader("Content-Length", str(len(body)))
-        return answer(body)
+        return answer(request, body)
 
     def _summaries(self):
         """Every project, most recently updated first (once per index change)."""
@@ -654,8 +651,7 @@ class RepositoryApp:
         self._security_headers(request)
         request.setHeader("Cache-Control", "no-store")
         body = await pages.render(tree)
-        request.setHeader("Content-Length", str(len(body)))
-        return answer(body)
+        return answer(request, body)
 
     @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
     @app.route("/project/<string:name>/<string:version>/", methods=["GET", "HEAD"])

@@ -52,15 +52,22 @@ class LargeBody(Resource):
         self._body = body
 
     def render(self, request):
-        if request.method == b"HEAD":
-            return self._body  # the Request sends its length, not its bytes
         request.setHeader(b"content-length", b"%d" % len(self._body))
+        if request.method == b"HEAD":
+            return b""
         producer = _Pieces(request, self._body)
         request.notifyFinish().addErrback(lambda _: producer.stopProducing())
         request.registerProducer(producer, False)
         return NOT_DONE_YET
 
 
-def answer(body):
-    """C{body} as a render result: the bytes themselves when small."""
+def answer(request, body):
+    """
+    C{body} as a render result, its Content-Length set: nothing on HEAD
+    (twisted.web would log a warning for a HEAD answered with a body), the
+    bytes themselves when small, else a L{LargeBody}.
+    """
+    request.setHeader(b"content-length", b"%d" % len(body))
+    if request.method == b"HEAD":
+        return b""
     return body if len(body) <= 2 * PIECE else LargeBody(body)
