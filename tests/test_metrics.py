@@ -116,3 +116,34 @@ def test_latency_histogram_buckets_and_sum():
                  status="200") == 5
     assert value(samples, "ppypi_requests_total", route="simple_root", method="other",
                  status="405") == 1
+
+
+def test_a_client_that_leaves_before_the_answer_is_logged_and_counted(tmp_path):
+    """twisted.web logs a request when it finishes; one whose client left
+    first is logged with status 499 and counted all the same."""
+    from twisted.internet.error import ConnectionDone
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+    from twisted.python.failure import Failure
+    from twisted.web.resource import Resource
+    from twisted.web.server import NOT_DONE_YET
+
+    from ppypi.metrics import Metrics
+    from ppypi.web.site import IndexSite
+
+    class Never(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            return NOT_DONE_YET
+
+    metrics = Metrics()
+    site = IndexSite(Never(), str(tmp_path), {"default": 1000}, metrics=metrics, reactor=Clock())
+    channel = site.buildProtocol(None)
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(b"GET /simple/slow/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert site._access_lines == []
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert len(site._access_lines) == 1
+    assert '"GET /simple/slow/ HTTP/1.1" 499 - ' in site._access_lines[0]
+    assert metrics._requests == {("simple_project", b"GET", 499): 1}

@@ -160,6 +160,16 @@ class IndexSite(server.Site):
             self._access_flush = self.reactor.callLater(self.ACCESS_LOG_DELAY,
                                                         self.flush_access_log)
 
+    def log_aborted(self, request):
+        """
+        A request whose client left before its answer was all sent: logged
+        with the bytes sent so far, and status 499 (nginx's "client closed
+        request") when no answer had begun.
+        """
+        if not request.startedWriting:
+            request.code = 499
+        self.log(request)
+
     def flush_access_log(self):
         if self._access_flush is not None and self._access_flush.active():
             self._access_flush.cancel()

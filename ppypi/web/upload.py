@@ -59,6 +59,7 @@ class PPyPIRequest(server.Request):
     _limit = None
     _started = None
     _draining = False
+    _dispatched = False
     refused = False
     # A body must arrive at this average rate once the site's timeout has
     # passed since its first byte (slow-body clients hold a connection and a
@@ -143,7 +144,16 @@ class PPyPIRequest(server.Request):
             if self._draining:
                 self.channel.transport.loseConnection()  # the body is all read
             return
+        self._dispatched = True
         super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason):
+        site = getattr(self.channel, "site", None)
+        super().connectionLost(reason)
+        # twisted.web logs a request when it finishes; one whose client
+        # left first would leave no trace in the access log or the metrics.
+        if self._dispatched and not self.finished and hasattr(site, "log_aborted"):
+            site.log_aborted(self)
 
     def _spool_failed(self, error):
         """The spool's disk is full (or went read-only) under the body."""
