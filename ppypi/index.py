@@ -11,6 +11,7 @@ project's page in all three content types is ~150 MB.
 import gzip
 import hashlib
 import json
+import re
 import sys
 import time
 from collections import OrderedDict
@@ -29,8 +30,24 @@ HTML_V1 = "application/vnd.pypi.simple.v1+html"
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _digest(value):
+    """A sha256 hex digest as its 32 bytes; ValueError for anything else."""
+    if not isinstance(value, str) or _SHA256.fullmatch(value) is None:
+        raise ValueError(f"not a sha256 digest: {value!r}"[:100])
+    return bytes.fromhex(value)
+
+
 class DistFile:
-    """One distribution file as the index knows it."""
+    """
+    One distribution file as the index knows it.
+
+    @raise ValueError: C{sha256} is not a sha256 hex digest (a damaged cache
+        or index entry; the backends skip it). A bad C{metadata_sha256} only
+        loses the file its PEP 658 metadata.
+    """
 
     __slots__ = ("filename", "project", "version", "kind", "_sha256", "size",
                  "mtime_ns", "requires_python", "location", "_metadata_sha256",
@@ -47,17 +64,20 @@ class DistFile:
         self.kind = sys.intern(kind)
         # Digests are kept as 32 bytes, read as hex: two hex strings per
         # file are ~10 MB more at 100,000 files.
-        self._sha256 = bytes.fromhex(sha256)
+        self._sha256 = _digest(sha256)
         self.size = size
         self.mtime_ns = mtime_ns
         self.requires_python = sys.intern(requires_python) if requires_python else None
         # Where the backend keeps it (a path relative to the folder, an asset id...)
         self.location = location
         # The sha256 of its core metadata, if it could be read...
-        self._metadata_sha256 = bytes.fromhex(metadata_sha256) if metadata_sha256 else None
+        try:
+            self._metadata_sha256 = _digest(metadata_sha256) if metadata_sha256 else None
+        except ValueError:
+            self._metadata_sha256 = None
         # ...and whether it may be served as PEP 658 metadata (wheels; sdists
         # of Metadata-Version 2.2+ without Dynamic fields).
-        self.core_metadata = core_metadata
+        self.core_metadata = bool(core_metadata) and self._metadata_sha256 is not None
         # Kept only when it is not the mtime (files dropped in by hand).
         self._upload_time = upload_time if upload_time != mtime_ns / 1e9 else None
         self.summary = summary

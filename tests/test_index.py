@@ -61,3 +61,19 @@ def test_an_index_over_budget_renders_again_and_stays_right():
     fresh = index.project_page(names[-1], HTML)
     assert fresh is not cached and b"-3.0-py3-none-any.whl" in fresh.body
     assert fresh.etag != cached.etag
+
+
+def test_digests_are_checked_and_kept_as_bytes():
+    """A file's digest must be a sha256 hex digest (any case; read back in
+    lower case); a bad metadata digest loses only the PEP 658 metadata."""
+    import pytest
+
+    upper = DistFile("a-1.0-py3-none-any.whl", "a", "1.0", "bdist_wheel", "AB" * 32, 1, 0,
+                     metadata_sha256="CD" * 32, core_metadata=True)
+    assert (upper.sha256, upper.metadata_sha256, upper.core_metadata) == ("ab" * 32, "cd" * 32, True)
+    for bad in ("ab" * 31, "ab " * 32, "zz" * 32, "", None, 42):
+        with pytest.raises(ValueError):
+            DistFile("a-1.0-py3-none-any.whl", "a", "1.0", "bdist_wheel", bad, 1, 0)
+    lost = DistFile("a-1.0-py3-none-any.whl", "a", "1.0", "bdist_wheel", "ab" * 32, 1, 0,
+                    metadata_sha256="not hex", core_metadata=True)
+    assert (lost.metadata_sha256, lost.core_metadata) == (None, False)

@@ -33,6 +33,7 @@ import os
 import random
 import tempfile
 import time
+from collections import namedtuple
 from urllib.parse import quote
 
 import treq
@@ -86,6 +87,10 @@ class ListResult:
         self.fetched = fetched
         self.skipped = []
         self.warnings = []
+
+
+# What signed_url needs of an asset: its file name and asset id.
+AssetRef = namedtuple("AssetRef", "filename location")
 
 
 def dist_from_entry(filename, entry):
@@ -479,7 +484,11 @@ class GitHubBackend:
     # -- downloads
 
     async def signed_url(self, dist, token=None):
-        """The short-lived URL GitHub gives for the asset (cached briefly)."""
+        """
+        The short-lived URL GitHub gives for the asset (cached briefly).
+
+        @param dist: a L{DistFile} or L{AssetRef} (its filename and location).
+        """
         cached = self._signed.get(dist.location)
         now = self._clock.seconds()
         if cached and cached[1] > now:
@@ -517,9 +526,8 @@ class GitHubBackend:
         entry = self._entry(dist.project, dist.filename)
         if not entry or not entry.get("metadata_asset_id"):
             return None
-        meta = DistFile(dist.filename + ".metadata", dist.project, dist.version, dist.kind,
-                        sha256, 0, 0, location=str(entry["metadata_asset_id"]))
-        url = await self.signed_url(meta)
+        url = await self.signed_url(AssetRef(dist.filename + ".metadata",
+                                             str(entry["metadata_asset_id"])))
         response = await self.fetch(url)
         data = await response.content()
         if response.code != 200 or hashlib.sha256(data).hexdigest() != sha256:
@@ -638,8 +646,7 @@ class GitHubBackend:
                 dist = parse_filename(asset["name"])
             except InvalidFilename:
                 continue
-            url = await self.signed_url(DistFile(asset["name"], dist.project, dist.version,
-                                                 dist.kind, "", 0, 0, location=str(asset["id"])))
+            url = await self.signed_url(AssetRef(asset["name"], str(asset["id"])))
             response = await self.fetch(url)
             fd, path = tempfile.mkstemp(dir=self.incoming_dir)
             with os.fdopen(fd, "wb") as f:
