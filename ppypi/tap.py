@@ -257,12 +257,21 @@ def build(options, config, reactor, run_in_thread, token=None, http=None,
     for r in repositories:
         timers.append(TimerService(
             r.config.sync_interval,
-            lambda r=r: Deferred.fromCoroutine(r.sync()).addCallback(lambda _: after_sync())))
+            lambda r=r: Deferred.fromCoroutine(r.sync()).addCallback(_after, after_sync)))
     timers.append(TimerService(AUTH_MAINTENANCE_INTERVAL,
                                lambda: Deferred.fromCoroutine(authenticator.maintain())))
     for timer in timers:
         timer.clock = reactor
     return repositories, site, timers
+
+
+def _after(_, hook):
+    """Run an after-sync hook; a failure is logged, never stops the syncs
+    (a TimerService whose call fails stops calling)."""
+    try:
+        hook()
+    except Exception:
+        log.failure("after a sync")
 
 
 def _github_backend(options, rc, state_dir, reactor, run_in_thread, http):

@@ -59,3 +59,19 @@ def test_with_the_real_collector_objects_leave_its_reach():
         assert heap.settle(threshold=len(gc.get_objects()) + 1000) == 0
     finally:
         gc.unfreeze()
+
+
+def test_a_failing_hook_after_a_sync_never_stops_the_syncs():
+    """A TimerService whose call fails stops calling: the hook's failure is
+    logged and swallowed."""
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    from ppypi.tap import _after
+
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        assert _after(None, lambda: 1 / 0) is None
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert any(e.get("log_level") == LogLevel.critical and "log_failure" in e for e in seen)
