@@ -8,7 +8,6 @@ import hashlib
 import json
 
 import pytest
-import pytest_twisted
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 

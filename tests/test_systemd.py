@@ -1,6 +1,5 @@
 """The systemd units parse, and what they run is a command line ppypi accepts."""
 
-import configparser
 import os
 import shlex
 import shutil

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 import pytest_twisted
 
-from .helpers import InProcess, multipart_body, sdist_bytes, upload_fields, wheel_bytes
+from .helpers import InProcess, sdist_bytes, upload_fields, wheel_bytes
 
 WHEEL = "acme_tool-1.0-py3-none-any.whl"
 
