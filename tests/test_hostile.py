@@ -929,7 +929,7 @@ def test_trickling_body_gets_408_and_others_are_served(live):
 
 @pytest.mark.xfail(strict=True, reason=(
     "a known limit (SECURITY.md, 'Known limits'), not an unnoticed bug: "
-    "ppypi/web/upload.py:84-95 (PPyPIRequest.handleContentChunk) enforces 1 KiB/s on bodies "
+    "ppypi/web/upload.py (PPyPIRequest.handleContentChunk) enforces 1 KiB/s on bodies "
     "only and HTTPChannel resets the --timeout idle timer on every byte, so a client "
     "trickling header bytes (slowloris) holds a connection open indefinitely"))
 def test_trickling_headers_are_cut_off(live):
