@@ -1,5 +1,6 @@
 """ppypi.web.body: large bodies written a piece at a time."""
 
+import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.web.http_headers import Headers
 from twisted.web.server import NOT_DONE_YET
@@ -83,3 +84,53 @@ def test_nothing_is_written_once_the_client_has_gone():
     request.gone.errback(Exception("connection lost"))
     producer.resumeProducing()
     assert len(request.written) == 1 and not request.finished
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_leaving_in_the_middle_stops_the_body_and_is_logged(tmp_path):
+    """Over real loopback TCP, with a body larger than the kernel's socket
+    buffers can hold: the client reads a little and resets the connection;
+    the writing stops and the access log shows the bytes sent so far."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.internet.protocol import Protocol
+    from twisted.internet.task import deferLater
+    from twisted.web.resource import Resource
+
+    from ppypi.web.site import IndexSite
+
+    big = b"x" * 16_000_000
+    pieces = []
+
+    class Big(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            result = body.answer(request, big)
+            pieces.append(result)
+            return result.render(request)
+
+    class Leaver(Protocol):
+        def connectionMade(self):
+            self.transport.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+
+        def dataReceived(self, data):
+            self.transport.abortConnection()
+
+    site = IndexSite(Big(), str(tmp_path), {"default": 1000})
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+                              Leaver())
+        for _ in range(500):
+            if site._access_lines:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        [line] = site._access_lines
+        assert '"GET /big HTTP/1.1" 200 ' in line
+        sent = int(line.split('" 200 ')[1].split()[0])
+        assert 0 < sent < len(big)
+        assert isinstance(pieces[0], body.LargeBody)
+    finally:
+        site.flush_access_log()
+        await port.stopListening()

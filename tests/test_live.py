@@ -134,12 +134,11 @@ def check_large_root_page(daemon, projects):
     """
     /simple/ of thousands of projects is larger than what ppypi writes at
     once (ppypi.web.body): it arrives whole, as HTML and JSON, gzipped or
-    not; HEAD gives its length alone; a client leaving half way through
-    harms nothing and is logged.
+    not; HEAD gives its length alone. (A client leaving half way: in
+    test_body.py, with a body larger than loopback's socket buffers.)
     """
     import gzip
     import json
-    import socket
 
     from ppypi.web.body import PIECE
 
@@ -154,17 +153,3 @@ def check_large_root_page(daemon, projects):
     assert len(json.loads(body)["projects"]) == projects
     status, headers, body = get(daemon.url + "simple/", method="HEAD")
     assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(html)
-    # A client that stops reading (a small receive buffer, so the page
-    # cannot all be in flight) and leaves: logged with the bytes sent.
-    host, port = daemon.url.split("//")[1].rstrip("/").split(":")
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect((host, int(port)))
-    s.sendall(b"GET /simple/?left-early HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert s.recv(1000).startswith(b"HTTP/1.1 200")
-    s.close()
-    line = next(line for line in daemon.log_when("/simple/?left-early").splitlines()
-                if "/simple/?left-early" in line)
-    sent = int(line.split('" 200 ')[1].split()[0])
-    assert 0 < sent < len(html), line
-    assert get(daemon.url + "simple/")[2] == html
