@@ -758,3 +758,41 @@ def test_github_unreachable_during_upload_is_never_a_redirect(tmp_path):
     assert status == 503, body
     code, _, _ = gh.get("/simple/acme-tool/")
     assert code != 302
+
+
+def test_a_spool_that_fails_again_when_closed_still_gets_its_507_out(tmp_path):
+    """
+    CI once lost the 507: the disk filled under a buffered spool write, and
+    closing the spool (which writes what it still buffers) failed a second
+    time, so the error escaped and the connection dropped before the
+    answer. Here both the write and the close fail, as they did then.
+    """
+    import errno as errno_
+
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from ppypi.web.site import IndexSite
+
+    class FullDisk:
+        closed = False
+
+        def write(self, data):
+            raise OSError(errno_.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.closed = True
+            raise OSError(errno_.ENOSPC, "No space left on device")
+
+    site = IndexSite(None, str(tmp_path), {"default": 10**9}, reactor=Clock())
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n")
+    request = channel._channel.requests[-1]  # the HTTPChannel inside the protocol
+    spool, request.content = request.content, FullDisk()
+    spool.close()
+    channel.dataReceived(b"x" * 1000)      # raised out of dataReceived before the fix
+    assert transport.value().startswith(b"HTTP/1.1 507 Insufficient storage\r\n")
+    channel.dataReceived(b"x" * 199_000)   # the rest is read and thrown away...
+    assert transport.disconnecting          # ...then the connection closes

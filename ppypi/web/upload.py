@@ -101,12 +101,12 @@ class PPyPIRequest(server.Request):
             elapsed = now - self._started
             grace = getattr(site, "timeOut", None) or 60
             if elapsed > grace and self._received < self.MIN_BODY_RATE * elapsed:
-                self.content.close()
+                _close(self.content)
                 self._refuse(408, b"Request body too slow")
                 return
         if self._limit is not None and self._received > self._limit:
             # A chunked body that grew past the limit.
-            self.content.close()
+            _close(self.content)
             self._refuse()
             return
         try:
@@ -157,11 +157,24 @@ class PPyPIRequest(server.Request):
 
     def _spool_failed(self, error):
         """The spool's disk is full (or went read-only) under the body."""
-        self.content.close()
+        _close(self.content)
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             self._refuse(507, b"Insufficient storage", drain=True)
         else:
             self._refuse(503, b"Cannot store uploads now", drain=True)
+
+
+def _close(spool):
+    """
+    Close a spool being given up. Closing a buffered file writes what it
+    still holds: on a full disk that fails again, and the error must not
+    escape (the connection would drop before the refusal reaches the
+    client). The file is closed either way.
+    """
+    try:
+        spool.close()
+    except OSError:
+        pass
 
 
 def _one(fields, name, required=True):
