@@ -789,7 +789,7 @@ def test_a_spool_that_fails_again_when_closed_still_gets_its_507_out(tmp_path):
     transport = StringTransport()
     channel.makeConnection(transport)
     channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n")
-    request = channel._channel.requests[-1]  # the HTTPChannel inside the protocol
+    request = channel.requests[-1]
     spool, request.content = request.content, FullDisk()
     spool.close()
     channel.dataReceived(b"x" * 1000)      # raised out of dataReceived before the fix

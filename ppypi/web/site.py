@@ -126,12 +126,63 @@ def access_log_line(timestamp, request):
         _CONTENT_TYPES[ctype[0]] if ctype else "-")
 
 
+class IndexChannel(http.HTTPChannel):
+    """
+    HTTP/1.1 connections, with a deadline on a request's head: its request
+    line and headers must all arrive within the site's timeout of their
+    first byte, else 408 and the connection is closed.
+
+    twisted.web restarts its idle timer on every byte, so without this a
+    client sending its headers a byte at a time (slowloris) held a
+    connection for as long as it liked. Checked as bytes arrive (a client
+    that stops sending meets the idle timer instead). While an answer is
+    being made twisted.web turns the timeout off and keeps what arrives;
+    it hands that over when the answer is done, so a pipelined head is
+    timed from then.
+    """
+
+    _head_started = None   # when the first byte of the current head arrived
+    _in_request = False    # the head is all in: a body, or the answer, follows
+    _closing = False
+
+    def dataReceived(self, data):
+        if self._closing:
+            return
+        if not self._in_request and self.timeOut:
+            now = self.site.reactor.seconds()
+            if self._head_started is None:
+                self._head_started = now
+            elif now - self._head_started > self.timeOut:
+                self._head_too_slow()
+                return
+        super().dataReceived(data)
+
+    def allHeadersReceived(self):
+        self._in_request = True
+        self._head_started = None
+        super().allHeadersReceived()
+
+    def allContentReceived(self):
+        self._in_request = False
+        super().allContentReceived()
+
+    def _head_too_slow(self):
+        self._closing = True
+        body = b"408 Request head too slow\n"
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        self.transport.loseConnection()
+
+
 class IndexSite(server.Site):
     """
     The HTTP site: requests are L{PPyPIRequest}s, whose bodies are spooled
     to C{spool_dir} and limited by C{max_body(path)}.
     """
 
+    protocol = IndexChannel
     access_log = Logger(namespace="ppypi.access")
     # Access lines are written in batches: one log event per line costs more
     # than answering an index page (the profile of a page request).
