@@ -129,8 +129,8 @@ def access_log_line(timestamp, request):
 class IndexChannel(http.HTTPChannel):
     """
     HTTP/1.1 connections, with a deadline on a request's head: its request
-    line and headers must all arrive within the site's timeout of their
-    first byte, else 408 and the connection is closed.
+    line and headers must all arrive within the site's timeout of the first
+    read that left them incomplete, else 408 and the connection is closed.
 
     twisted.web restarts its idle timer on every byte, so without this a
     client sending its headers a byte at a time (slowloris) held a
@@ -141,25 +141,34 @@ class IndexChannel(http.HTTPChannel):
     timed from then.
     """
 
-    _head_started = None   # when the first byte of the current head arrived
+    _head_started = None   # when a head was first seen incomplete
     _in_request = False    # the head is all in: a body, or the answer, follows
+    _heads = 0             # heads received whole on this connection
     _closing = False
+
+    def connectionMade(self):
+        super().connectionMade()
+        self._seconds = self.site.reactor.seconds
 
     def dataReceived(self, data):
         if self._closing:
             return
-        if not self._in_request and self.timeOut:
-            now = self.site.reactor.seconds()
-            if self._head_started is None:
-                self._head_started = now
-            elif now - self._head_started > self.timeOut:
-                self._head_too_slow()
-                return
+        started = self._head_started
+        if started is not None and self.timeOut and self._seconds() - started > self.timeOut:
+            self._head_too_slow()
+            return
+        in_head, heads = not self._in_request, self._heads
         super().dataReceived(data)
+        # Bytes of a head came and no head was completed: the clock starts.
+        # (A whole request in one read, the usual case, costs no clock.)
+        if (in_head and heads == self._heads and not self._in_request and started is None
+                and self.timeOut):
+            self._head_started = self._seconds()
 
     def allHeadersReceived(self):
         self._in_request = True
         self._head_started = None
+        self._heads += 1
         super().allHeadersReceived()
 
     def allContentReceived(self):
