@@ -64,8 +64,7 @@ class Metrics:
         self._retries = Counter(
             "ppypi_backend_retries", "Requests to a backend that were tried again",
             ["repository"], registry=self.registry)
-        self.registry.register(_RequestCollector(self))
-        self.registry.register(_RepositoryCollector(self))
+        self.registry.register(_ScrapeCollector(self))
 
     def request(self, method, path, status, seconds):
         route = route_of(method, path)
@@ -92,8 +91,9 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _RequestCollector:
-    """The request counter and latency histogram, from L{Metrics}' dicts."""
+class _ScrapeCollector:
+    """What is read at scrape time: the request counter and latency
+    histogram from L{Metrics}' dicts, and gauges of the repositories."""
 
     def __init__(self, metrics):
         self._metrics = metrics
@@ -102,6 +102,10 @@ class _RequestCollector:
         return []
 
     def collect(self):
+        yield from self._requests()
+        yield from self._state()
+
+    def _requests(self):
         requests = CounterMetricFamily(
             "ppypi_requests", "HTTP requests answered, by route, method and status",
             labels=["route", "method", "status"])
@@ -116,19 +120,9 @@ class _RequestCollector:
                 cumulative += count
                 buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
             latency.add_metric([route], buckets, sum_value=total)
-        yield from (requests, latency)
+        return requests, latency
 
-
-class _RepositoryCollector:
-    """Gauges read from the repositories at scrape time."""
-
-    def __init__(self, metrics):
-        self._metrics = metrics
-
-    def describe(self):
-        return []
-
-    def collect(self):
+    def _state(self):
         files = GaugeMetricFamily("ppypi_files", "Files indexed", labels=["repository"])
         projects = GaugeMetricFamily("ppypi_projects", "Projects indexed", labels=["repository"])
         up = GaugeMetricFamily("ppypi_repository_up",
@@ -146,7 +140,7 @@ class _RepositoryCollector:
             "ppypi_heap_frozen_objects",
             "Objects moved out of the garbage collector's reach after a sync (ppypi.heap)")
         frozen.add_metric([], gc.get_freeze_count())
-        yield from (files, projects, up, since, frozen)
+        return files, projects, up, since, frozen
 
 
 class MetricsResource(Resource):
