@@ -106,6 +106,19 @@ class Answer(Exception):
         self.status, self.body, self.headers = status, body, dict(headers or {})
 
 
+def repository_yaml(api_url, name="acme", read="github", **settings):
+    """
+    The ppypi configuration of a GitHub repository on this fake's acme/pkgs
+    (branch ppypi), as the lines of a C{repositories:} entry; C{settings}
+    are further keys (downloads, sync_interval...).
+    """
+    lines = [f"  {name}:", "    type: github", "    owner: acme", "    repo: pkgs",
+             "    branch: ppypi", f"    api_url: {api_url}", f"    read: {read}",
+             "    write: github"]
+    lines += [f"    {key}: {value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
 def error(status, message, **extra):
     return Answer(status, {"message": message, "documentation_url": DOCS,
                            "status": str(status), **extra})

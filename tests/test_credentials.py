@@ -29,7 +29,7 @@ from ppypi.auth import READ, WRITE, Authenticator, Credentials
 from ppypi.backends.github import LAYOUT, LAYOUT_FILE
 from ppypi.config import ANYONE, AUTHENTICATED, Config, RepositoryConfig, Secret
 
-from .fake_github import FakeGitHubProcess
+from .fake_github import FakeGitHubProcess, repository_yaml
 from .conftest import BIN, Daemon, client_env, make_corpus, wait_for
 from .helpers import multipart_body, run_now, upload_fields, wheel_bytes
 
@@ -125,15 +125,7 @@ repositories:
   default:
     read: [alice, bob, carol]
     write: [alice, carol]
-  gh:
-    type: github
-    owner: acme
-    repo: pkgs
-    branch: ppypi
-    api_url: {fake.api}
-    read: github
-    write: github
-users:
+{repository_yaml(fake.api, name="gh")}users:
   {w.alice_line}
   bob: {{password: "{bob_hash}"}}
 htpasswd: users.htpasswd

@@ -38,7 +38,7 @@ from twisted.web.server import NOT_DONE_YET
 from ppypi.backends.github import CLEANUP_GRACE, CLEANUP_INTERVAL
 
 from .conftest import Daemon, get, make_corpus, wait_for
-from .fake_github import FakeGitHub
+from .fake_github import FakeGitHub, repository_yaml
 from .helpers import InProcess, StubHTTP, basic, drive, multipart_body, upload_fields, wheel_bytes
 
 # -- helpers --------------------------------------------------------------
@@ -546,17 +546,7 @@ def test_sigkill_during_index_write_leaves_no_temporary_files(killed_mid_index_w
 
 # -- GitHub failing in the middle of an upload ------------------------------
 
-GH_CONFIG = """
-repositories:
-  acme:
-    type: github
-    owner: acme
-    repo: pkgs
-    branch: ppypi
-    api_url: http://api.github.test
-    read: github
-    write: github
-"""
+GH_CONFIG = "repositories:\n" + repository_yaml("http://api.github.test")
 READER = "reader-tok"
 
 

@@ -11,21 +11,12 @@ import pytest
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 
-from .fake_github import FakeGitHub
+from .fake_github import FakeGitHub, repository_yaml
 from .helpers import InProcess, StubHTTP, drive, upload_fields, wheel_bytes
 
-CONFIG = """
-repositories:
-  acme:
-    type: github
-    owner: acme
-    repo: pkgs
-    branch: ppypi
-    api_url: http://api.github.test
-    read: {read}
-    write: github
-    downloads: {downloads}
-"""
+def config(read, downloads):
+    return "repositories:\n" + repository_yaml("http://api.github.test", read=read,
+                                                 downloads=downloads)
 
 
 class World:
@@ -47,7 +38,7 @@ class World:
     def server(self, read="github", downloads="redirect", **kwargs):
         self.count += 1
         server = InProcess(self.tmp_path / f"root{self.count}",
-                           config_text=CONFIG.format(read=read, downloads=downloads),
+                           config_text=config(read=read, downloads=downloads),
                            extra_index_url="https://pypi.example/simple/", http=self.http,
                            admin_secret_text="acme: {raw: admin-tok}", clock=self.clock,
                            **kwargs)
@@ -146,7 +137,7 @@ def test_sync_without_change_costs_one_free_304(world, ready):
 def test_restart_syncs_with_a_304_from_the_persisted_copy(world, ready):
     upload(world, ready)
     world.run(ready.repository.sync())
-    again = InProcess(ready.root, config_text=CONFIG.format(read="github", downloads="redirect"),
+    again = InProcess(ready.root, config_text=config(read="github", downloads="redirect"),
                       http=world.http, admin_secret_text="acme: {raw: admin-tok}",
                       clock=world.clock)
     world.fake.reset_counts()
@@ -300,12 +291,12 @@ def test_sync_cleans_up_what_a_crash_left(world, ready):
 
 
 def test_private_repository_without_a_token_is_a_failing_backend(world, tmp_path):
-    server = InProcess(tmp_path / "anon", config_text=CONFIG.format(read="anyone",
+    server = InProcess(tmp_path / "anon", config_text=config(read="anyone",
                                                                    downloads="redirect"),
                        http=world.http, clock=world.clock,
                        admin_secret_text="acme: {raw: admin-tok}")
     world.run(server.repository.backend.init())
-    anonymous = InProcess(tmp_path / "anon2", config_text=CONFIG.format(
+    anonymous = InProcess(tmp_path / "anon2", config_text=config(
         read="anyone", downloads="redirect"), http=world.http, clock=world.clock)
     assert world.run(anonymous.repository.sync()) is False
     assert "not found" in anonymous.repository.last_error.lower() or \

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .fake_github import FakeGitHubProcess
+from .fake_github import FakeGitHubProcess, repository_yaml
 from .conftest import BIN, client_env, get, make_corpus, wait_for
 from .helpers import basic, multipart_body, upload_fields, wheel_bytes
 
@@ -69,19 +69,8 @@ class Setup:
                                    ("reader-tok", "reader", "pull")):
             fake.control("tokens", {"token": token, "user": user, "repos": {"acme/pkgs": level}})
         self.config = tmp_path / "ppypi.yaml"
-        self.config.write_text(f"""
-repositories:
-  acme:
-    type: github
-    owner: acme
-    repo: pkgs
-    branch: ppypi
-    api_url: {fake.api}
-    read: github
-    write: github
-    sync_interval: 0.5
-    downloads: {downloads}
-""")
+        self.config.write_text("repositories:\n" + repository_yaml(
+            fake.api, sync_interval=0.5, downloads=downloads))
         self.secret = tmp_path / "secrets.yaml"
         self.secret.write_text("acme: {raw: admin-tok}\n")
         init = subprocess.run(
