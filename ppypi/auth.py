@@ -325,7 +325,9 @@ def load_or_create_token(path):
             raise ConfigError(path, None, "upload token is empty or too short; "
                                           "delete the file to make a new one")
         return token, False
-    token = secrets.token_urlsafe(32)
+    # Prefixed: a URL-safe token may begin with "-", and then
+    # `twine upload -p "$(cat upload-token)"` takes it for an option.
+    token = "ppypi-" + secrets.token_urlsafe(32)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
         f.flush()

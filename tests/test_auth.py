@@ -366,6 +366,15 @@ def test_token_created_once_with_mode_0600(tmp_path):
     assert (again, created) == (token, False)
 
 
+def test_a_new_token_never_reads_as_a_command_line_option(tmp_path, monkeypatch):
+    """One URL-safe token in 64 begins with "-": twine then took the
+    README's `-p "$(cat upload-token)"` for an option (CI met it)."""
+    import secrets
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: "-" + "x" * (n + 10))
+    token, created = load_or_create_token(str(tmp_path / "upload-token"))
+    assert created and not token.startswith("-") and token.startswith("ppypi-")
+
+
 def test_token_file_permissions_are_fixed(tmp_path):
     path = tmp_path / "upload-token"
     path.write_text("a-token-that-is-long-enough\n")
