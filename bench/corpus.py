@@ -1,9 +1,9 @@
 """
-The benchmark's files: corpora written by make_corpus.py (cached), the large
+The benchmark's files: corpora written by tests/corpus.py (cached), the large
 wheel for downloads and uploads, and the small wheels uploaded with twine.
 
 A corpus of SIZE files holds (SIZE - 1) // 3 projects of 3 versions each
-(make_corpus.py's names: Bench_Pkg.00042 -> bench_pkg_00042-1.2.0-py3-none-any.whl,
+(tests/corpus.py's names: Bench_Pkg.00042 -> bench_pkg_00042-1.2.0-py3-none-any.whl,
 normalised project bench-pkg-00042) plus one large wheel, zz_big_download.
 """
 
@@ -18,7 +18,9 @@ import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
-MAKE_CORPUS = os.path.join(os.path.dirname(PROJECT), "shared", "tools", "make_corpus.py")
+# The wheels and sdists are written by the tests' own corpus module.
+sys.path.insert(0, PROJECT)
+from tests.corpus import make_corpus, record_hash, wheel_bytes  # noqa: E402,F401
 
 VERSIONS = 3
 BIG_DOWNLOAD = "zz_big_download"
@@ -86,17 +88,6 @@ class Corpus:
         return os.path.getsize(os.path.join(self.path, wheel_name(self.dist(self.mid()))))
 
 
-def make_corpus(out, projects, versions, prefix):
-    if not os.path.exists(MAKE_CORPUS):
-        raise RuntimeError(f"{MAKE_CORPUS} is missing: the benchmark needs ../shared beside the checkout")
-    subprocess.run([sys.executable, MAKE_CORPUS, out, "--projects", str(projects),
-                    "--versions", str(versions), "--prefix", prefix], check=True, timeout=3600)
-
-
-def _record_hash(digest):
-    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 def write_big_wheel(path, dist, size, chunk=1 << 20):
     """
     A valid wheel of about C{size} bytes: one large STORED member of random
@@ -118,7 +109,7 @@ def write_big_wheel(path, dist, size, chunk=1 << 20):
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         for name, data in small.items():
             z.writestr(name, data)
-            records.append(f"{name},{_record_hash(hashlib.sha256(data).digest())},{len(data)}")
+            records.append(f"{name},{record_hash(data)},{len(data)}")
         h = hashlib.sha256()
         zi = zipfile.ZipInfo(f"{dist}/data.bin", date_time=(2024, 1, 1, 0, 0, 0))
         zi.compress_type = zipfile.ZIP_STORED
@@ -129,7 +120,8 @@ def write_big_wheel(path, dist, size, chunk=1 << 20):
                 member.write(block)
                 h.update(block)
                 left -= len(block)
-        records.append(f"{dist}/data.bin,{_record_hash(h.digest())},{payload}")
+        digest = base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+        records.append(f"{dist}/data.bin,sha256={digest},{payload}")
         records.append(f"{info}/RECORD,,")
         z.writestr(f"{info}/RECORD", "\n".join(records) + "\n")
     os.replace(tmp, path)
@@ -137,7 +129,7 @@ def write_big_wheel(path, dist, size, chunk=1 << 20):
 
 
 def upload_set(out, count):
-    """C{count} small wheels (make_corpus --prefix Up), cached under OUT/uploads/."""
+    """C{count} small wheels (tests/corpus.py, prefix Up), cached under OUT/uploads/."""
     folder = os.path.join(out, "uploads", f"small-{count}")
     files = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     if len(files) != count:

@@ -29,7 +29,6 @@ import argparse
 import base64
 import hashlib
 import http.client
-import io
 import json
 import os
 import random
@@ -43,7 +42,8 @@ import threading
 import time
 import urllib.parse
 import uuid
-import zipfile
+
+from corpus import wheel_bytes  # bench/corpus.py: the tests' own wheel writer
 
 HOST = "127.0.0.1"
 KINDS = ("simple", "project", "download", "upload", "missing")
@@ -53,32 +53,7 @@ PROJECT_LINK = re.compile(r'<a href="[^"]*">([^<]+)</a>')
 MAX_ERRORS_SHOWN = 20
 
 
-# -- wheels -----------------------------------------------------------------------
-
-
-def _record_hash(data):
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def wheel_bytes(dist, version, payload=b""):
-    """A small valid wheel (as ../shared/tools/make_corpus.py writes them)."""
-    files = {
-        f"{dist}/__init__.py": f"__version__ = '{version}'\n".encode() + payload,
-        f"{dist}-{version}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
-            f"Summary: load test package {dist}\nRequires-Python: >=3.8\n\n").encode(),
-        f"{dist}-{version}.dist-info/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: load_test\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"),
-    }
-    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in files.items())
-    record += f"{dist}-{version}.dist-info/RECORD,,\n"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for path, data in files.items():
-            z.writestr(path, data)
-        z.writestr(f"{dist}-{version}.dist-info/RECORD", record)
-    return buf.getvalue()
+# -- uploads ----------------------------------------------------------------------
 
 
 def upload_body(dist, version, data):
@@ -260,7 +235,7 @@ def client(n, port, token, shared, deadline, max_requests, seed):
                 dist, version = f"load_c{n:03d}_{count:05d}", "1.0"
             else:
                 dist, version = "load_shared", f"2.{n}.{count}"
-            data = wheel_bytes(dist, version, os.urandom(rng.randrange(64, 4096)))
+            data = wheel_bytes(dist, version, payload=os.urandom(rng.randrange(64, 4096)))
             ctype, body = upload_body(dist, version, data)
             method, path = "POST", "/"
             headers = {"Content-Type": ctype, "Authorization": auth}

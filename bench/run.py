@@ -5,7 +5,7 @@ ppypi's benchmark: ppypi against pypiserver and a bare twisted.web ceiling.
                         [--concurrency 16] [--out bench/out] [--quick]
 
 For each size (number of files in the index) it writes a corpus with
-../shared/tools/make_corpus.py (cached in OUT/corpus/, a re-run reuses it:
+tests/corpus.py (cached in OUT/corpus/, a re-run reuses it:
 (SIZE-1)//3 projects x 3 versions plus one 100 MB wheel), then starts, one at
 a time and each on its own 127.0.0.1 port:
 

@@ -2,7 +2,6 @@
 
 import base64
 import hashlib
-import importlib.util
 import os
 import uuid
 
@@ -14,23 +13,7 @@ from ppypi.auth import load_or_create_token
 from ppypi.config import load_admin_secret, load_config
 from ppypi.tap import build
 
-from .conftest import MAKE_CORPUS
-
-
-def _corpus_module():
-    spec = importlib.util.spec_from_file_location("make_corpus", MAKE_CORPUS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def wheel_bytes(dist, version, requires_python=">=3.8"):
-    """A small valid wheel, as ../shared/tools/make_corpus.py writes them."""
-    return _corpus_module().wheel_bytes(dist, version, requires_python)
-
-
-def sdist_bytes(dist, version):
-    return _corpus_module().sdist_bytes(dist, version)
+from .corpus import sdist_bytes, wheel_bytes  # noqa: F401 (the tests import them from here)
 
 
 def basic(user, password):

@@ -19,7 +19,7 @@ import pytest
 import pytest_twisted
 
 from .conftest import HERE, make_corpus
-from .helpers import InProcess, basic, upload_fields, wheel_bytes
+from .helpers import InProcess, basic, sdist_bytes, upload_fields, wheel_bytes
 
 SCHEMA = json.load(open(os.path.join(HERE, "fixtures", "pep691_schema.json")))
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -55,6 +55,8 @@ def server(tmp_path):
         info.size = len(static)
         t.addfile(info, io.BytesIO(static))
     (root / "odd_tool-1.0.tar.gz").write_bytes(buf.getvalue())
+    # An sdist of Metadata-Version 2.1: its PKG-INFO may not be trusted (PEP 658).
+    (root / "old_tool-1.0.tar.gz").write_bytes(sdist_bytes("old_tool", "1.0", metadata_version="2.1"))
     return InProcess(root, config_text=(
         "repositories:\n  main:\n    write: [alice]\n    page_max_age: 30\n"
         "users:\n  alice: {password: \"%s\"}\n" % _hash("pw")), extra_index_url=None)
@@ -268,10 +270,12 @@ async def test_core_metadata_files(server):
     r, body = await server.get(f"/packages/bench-pkg-00002/{wheel}.metadata")
     assert (r.code, body) == (200, meta)
     assert header(r, "ETag") == f'"{hashlib.sha256(meta).hexdigest()}"'
-    # The static sdist's PKG-INFO is served; make_corpus's 2.1 sdists are not.
+    # Static sdists' PKG-INFO is served (the corpus writes 2.2); 2.1 sdists' is not.
     r, body = await server.get("/packages/odd-tool/odd_tool-1.0.tar.gz.metadata")
     assert r.code == 200 and b"Metadata-Version: 2.2" in body
-    r, _ = await server.get("/packages/bench-pkg-00002/bench_pkg_00002-1.1.0.tar.gz.metadata")
+    r, body = await server.get("/packages/bench-pkg-00002/bench_pkg_00002-1.1.0.tar.gz.metadata")
+    assert r.code == 200 and body.startswith(b"Metadata-Version: 2.2\nName: bench_pkg_00002\n")
+    r, _ = await server.get("/packages/old-tool/old_tool-1.0.tar.gz.metadata")
     assert r.code == 404
     r, _ = await server.get(f"/packages/bench-pkg-00003/{wheel}.metadata")
     assert r.code == 404

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import re
+import tarfile
 import zipfile
 
 import pytest
@@ -71,21 +72,20 @@ async def test_project_page_links_hashes_and_requires_python(corpus_server):
         data = open(os.path.join(corpus_server.root, text), "rb").read()
         assert fragment == hashlib.sha256(data).hexdigest()
         assert path == f"../../packages/bench-pkg-00001/{text}"
+        stem = text.split("-")[0] + "-" + text.split("-")[1]
         if text.endswith(".whl"):
-            meta = zipfile.ZipFile(io.BytesIO(data)).read(
-                text.split("-")[0] + "-" + text.split("-")[1] + ".dist-info/METADATA")
-            digest = hashlib.sha256(meta).hexdigest()
-            assert attrs == (' data-requires-python="&gt;=3.8"'
-                             f' data-dist-info-metadata="sha256={digest}"'
-                             f' data-core-metadata="sha256={digest}"')
-            r, served = await corpus_server.get(f"/packages/bench-pkg-00001/{text}.metadata")
-            assert (r.code, served) == (200, meta)
+            meta = zipfile.ZipFile(io.BytesIO(data)).read(stem + ".dist-info/METADATA")
         else:
-            # make_corpus writes Metadata-Version 2.1 sdists: not served (PEP 658
-            # allows sdist metadata only from 2.2 on, without Dynamic).
-            assert attrs == ""
-            r, _ = await corpus_server.get(f"/packages/bench-pkg-00001/{text}.metadata")
-            assert r.code == 404
+            # The corpus's sdists are Metadata-Version 2.2 without Dynamic: PEP 658
+            # lets an index serve their PKG-INFO.
+            with tarfile.open(fileobj=io.BytesIO(data)) as t:
+                meta = t.extractfile(stem.replace(".tar.gz", "") + "/PKG-INFO").read()
+        digest = hashlib.sha256(meta).hexdigest()
+        assert attrs == (' data-requires-python="&gt;=3.8"'
+                         f' data-dist-info-metadata="sha256={digest}"'
+                         f' data-core-metadata="sha256={digest}"')
+        r, served = await corpus_server.get(f"/packages/bench-pkg-00001/{text}.metadata")
+        assert (r.code, served) == (200, meta)
 
 
 @pytest.mark.parametrize("name", ["Bench_Pkg.00001", "BENCH-PKG-00001", "bench__pkg--00001",
