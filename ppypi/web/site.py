@@ -4,8 +4,9 @@ The top of the server's resource tree, its Site, and /health.
 
 import json
 import re
+import time
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.internet import address
 from twisted.web import http, server
 from twisted.web.resource import ErrorPage, Resource
@@ -109,11 +110,16 @@ def access_log_line(timestamp, request):
 
     The same line as L{twisted.web.http.combinedLogFormatter} (a test holds
     them equal), built at a tenth of its cost: the line is written for every
-    request, and Twisted's costs more than answering an index page.
+    request, and Twisted's costs more than answering an index page. One
+    difference: an IPv4 client of a dual-stack IPv6 socket (systemd's
+    C{ListenStream=8888}) is logged as C{1.2.3.4}, not C{::ffff:1.2.3.4},
+    as it is when ppypi binds an IPv4 address itself.
     """
     client = request.getClientAddress()
     # An address's host is an IP address: nothing to escape.
     ip = client.host if isinstance(client, _IP_TYPES) else "-"
+    if ip.startswith("::ffff:") and "." in ip:
+        ip = ip[7:]
     get = request.requestHeaders.getRawHeaders
     referrer = get(b"referer")
     agent = get(b"user-agent")
@@ -124,6 +130,10 @@ def access_log_line(timestamp, request):
         _ESCAPED[referrer[-1] or b"-"] if referrer else "-",
         _ESCAPED[agent[-1] or b"-"] if agent else "-",
         _CONTENT_TYPES[ctype[0]] if ctype else "-")
+
+
+# How a request line starts: a method (a token) and a space.
+_REQUEST_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32} ")
 
 
 class IndexChannel(http.HTTPChannel):
@@ -139,6 +149,12 @@ class IndexChannel(http.HTTPChannel):
     being made twisted.web turns the timeout off and keeps what arrives;
     it hands that over when the answer is done, so a pipelined head is
     timed from then.
+
+    A head it will not read gets an answer, with Connection: close, where
+    twisted.web closed the connection without one (a line over 16 KiB) or
+    with a bare status line: 414 for a request line over 16 KiB, 431 for a
+    header line over 16 KiB, over 500 header fields or 16 KiB of head in
+    all, 400 for the rest.
     """
 
     _head_started = None   # when a head was first seen incomplete
@@ -176,13 +192,43 @@ class IndexChannel(http.HTTPChannel):
         super().allContentReceived()
 
     def _head_too_slow(self):
+        self._refuse(408, b"Request Timeout", b"Request head too slow")
+
+    def lineLengthExceeded(self, line):
+        # A request line or header line over MAX_LENGTH (16 KiB): Twisted's
+        # LineReceiver would close the connection without an answer.
+        if self.requests:
+            # The request line is in (the channel reads a head only when no
+            # request is in hand): a header line.
+            self._refuse(431, b"Request Header Fields Too Large", b"A header line is too long")
+        elif _REQUEST_START.match(line) is not None:
+            self._refuse(414, b"URI Too Long", b"The request line is too long")
+        else:
+            self._refuse(400, b"Bad Request", b"Not an HTTP request line")
+
+    def _respondToBadRequestAndDisconnect(self):
+        # Twisted's answer to a request it refuses (too many headers, too
+        # large a head, a malformed line or body) is a bare status line; say
+        # which, and that the connection closes.
+        if (self._receivedHeaderCount > self.maxHeaders
+                or self._receivedHeaderSize > self.totalHeadersSize):
+            self._refuse(431, b"Request Header Fields Too Large",
+                         b"Too many header fields, or too large")
+        else:
+            self._refuse(400, b"Bad Request", b"Bad request")
+
+    def _refuse(self, code, reason, detail):
+        """Answer C{code} to a request that will not be read, and close."""
+        if self._closing:
+            return
         self._closing = True
-        body = b"408 Request head too slow\n"
+        body = b"%d %s\n" % (code, detail)
         self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"HTTP/1.1 %d %s\r\n"
             b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-        self.transport.loseConnection()
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (code, reason, len(body), body))
+        self.loseConnection()
 
 
 class IndexSite(server.Site):
@@ -192,17 +238,25 @@ class IndexSite(server.Site):
     """
 
     protocol = IndexChannel
-    access_log = Logger(namespace="ppypi.access")
-    # Access lines are written in batches: one log event per line costs more
-    # than answering an index page (the profile of a page request).
+    # Its events are in this class's namespace (a Logger as a class
+    # attribute names itself after the class).
+    access_log = Logger()
+    # Access lines are collected and written every 0.25 s or 100 lines, each
+    # as a log event of its own, stamped with the time of its request:
+    # twistd's log observer puts the time before the first line of an event
+    # only, and every line must stand alone for grep and log shippers. Its
+    # formatting of an event costs more than answering a small page: written
+    # together, the lines add ~10 us to a request, written as each request
+    # ends ~18 us (measured in process); 100 hold the reactor for ~1 ms.
     ACCESS_LOG_DELAY = 0.25
-    ACCESS_LOG_BATCH = 1000
+    ACCESS_LOG_BATCH = 100
 
     def __init__(self, resource, spool_dir, limits, metrics=None, **kwargs):
         super().__init__(resource, requestFactory=PPyPIRequest,
                          logFormatter=access_log_line, **kwargs)
         self.metrics = metrics
         self._access_lines = []
+        self._access_times = []
         self._access_flush = None
         self.spool_dir = spool_dir
         self._limits = {name.encode(): limit + MULTIPART_OVERHEAD for name, limit in limits.items()}
@@ -214,6 +268,7 @@ class IndexSite(server.Site):
             seconds = self.reactor.seconds() - started if started is not None else 0.0
             self.metrics.request(request.method, request.uri, request.code, seconds)
         self._access_lines.append(access_log_line(self._logDateTime, request))
+        self._access_times.append(time.time())
         if len(self._access_lines) >= self.ACCESS_LOG_BATCH:
             self.flush_access_log()
         elif self._access_flush is None:
@@ -234,9 +289,19 @@ class IndexSite(server.Site):
         if self._access_flush is not None and self._access_flush.active():
             self._access_flush.cancel()
         self._access_flush = None
-        lines, self._access_lines = self._access_lines, []
-        if lines:
-            self.access_log.info("{lines}", lines="\n".join(lines))
+        lines, times = self._access_lines, self._access_times
+        if not lines:
+            return
+        self._access_lines, self._access_times = [], []
+        # The events Logger.info would make, but for log_time, and without
+        # its per-event checks.
+        logger = self.access_log
+        observer, namespace, source = logger.observer, logger.namespace, logger.source
+        info = LogLevel.info
+        for line, when in zip(lines, times):
+            observer({"log_logger": logger, "log_level": info, "log_namespace": namespace,
+                      "log_source": source, "log_format": "{line}", "log_time": when,
+                      "line": line})
 
     def stopFactory(self):
         self.flush_access_log()
