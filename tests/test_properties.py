@@ -359,7 +359,7 @@ def test_access_log_line_is_twisteds_combined_line(method, uri, proto, referer, 
 def test_remembered_negotiation_is_negotiation(accept):
     """The remembered answer for an Accept value is what negotiate() says,
     the first time and every time after, long values included."""
-    from ppypi.web.app import _NEGOTIATED
+    from ppypi.web.simple import _NEGOTIATED
 
     expected = negotiate(accept.decode("latin-1"))
     assert _NEGOTIATED[accept] == expected
@@ -377,3 +377,91 @@ def test_remembered_values_stay_bounded():
         assert 1 <= len(memo) <= 8
     assert b"v99" in memo  # a full memo starts afresh: new values are kept
     assert memo[b"toolong"] == b"TOOLONG" and b"toolong" not in memo
+
+
+# -- archive members that would unpack outside the archive's folder
+
+import tarfile  # noqa: E402
+
+from ppypi import metadata  # noqa: E402
+
+REL_PATHS = st.lists(st.sampled_from(["a", "b", ".", ".."]), min_size=1, max_size=4).map("/".join)
+KINDS = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE,
+         "hard": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}
+MEMBERS = st.lists(st.tuples(st.sampled_from(sorted(KINDS)), REL_PATHS, REL_PATHS), max_size=6)
+
+
+def _tar_infos(members):
+    infos = []
+    for kind, name, link in members:
+        info = tarfile.TarInfo(name)
+        info.type = KINDS[kind]
+        info.linkname = link if kind in ("sym", "hard") else ""
+        info.size = 1 if kind == "file" else 0
+        infos.append(info)
+    return infos
+
+
+@pytest.mark.skipif(metadata._data_filter is None, reason="this Python has no tarfile.data_filter")
+@PROPERTY
+@given(MEMBERS)
+def test_lexical_check_refuses_what_the_data_filter_refuses(members):
+    """Where tarfile has no data filter, its stand-in refuses the same members."""
+    for info in _tar_infos(members):
+        assert (metadata._lexical_refusal(info) is None) == \
+            (metadata._filter_refusal(info) is None), (info.name, info.type, info.linkname)
+
+
+@pytest.mark.skipif(metadata._data_filter is None, reason="this Python has no tarfile.data_filter")
+@PROPERTY
+@given(MEMBERS)
+# Chains no single member shows: a is the folder, so a/.. is its parent;
+# and a hard link to a symlink is unpacked as that symlink, from elsewhere.
+@example([("sym", "a", "."), ("sym", "b", "a/..")])
+@example([("sym", "b", "a/.."), ("sym", "a", ".")])
+@example([("sym", "a", "."), ("sym", "b", "a/.."), ("file", "b/../c", "")])
+@example([("sym", "a/s", "../b"), ("hard", "h", "a/s")])
+def test_an_accepted_archive_unpacks_inside_its_folder(members):
+    """
+    What the upload check accepts, pip's way of unpacking (tarfile's data
+    filter, against what earlier members put on disk) unpacks without a
+    refusal, and no symlink it leaves points outside the folder.
+    """
+    infos = _tar_infos(members)
+    checker = metadata._MemberCheck()
+    try:
+        for info in infos:
+            checker.tar_member(info)
+        checker.finish()
+    except metadata.UnsafeArchive:
+        return
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for info in infos:
+            t.addfile(info, io.BytesIO(b"x") if info.isreg() else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Deep inside tmp: were both checks wrong, nothing lands outside it.
+        dest = os.path.realpath(os.path.join(tmp, "1", "2", "3", "4", "5", "dest"))
+        os.makedirs(dest)
+        buf.seek(0)
+        with tarfile.open(fileobj=buf) as t:
+            for info in t.getmembers():
+                try:
+                    t.extract(info, dest, filter="data")
+                except tarfile.FilterError as e:
+                    raise AssertionError(f"accepted, but unpacking refuses it: {e}") from None
+                except (OSError, tarfile.TarError, KeyError, RecursionError):
+                    # A clash between members, not an escape. (RecursionError:
+                    # tarfile unpacks a symlink it could not create as a copy
+                    # of its target, endlessly when that is itself.)
+                    pass
+        found = [os.path.join(folder, f) for folder, dirs, files in os.walk(tmp)
+                 for f in files + dirs]
+        assert [p for p in found if not p.startswith(dest + os.sep)
+                and not dest.startswith(p + os.sep) and p != dest] == []
+        for folder, dirs, files in os.walk(dest):
+            for f in files + dirs:
+                path = os.path.join(folder, f)
+                if os.path.islink(path):
+                    target = os.path.realpath(path)
+                    assert os.path.commonpath([target, dest]) == dest, (path, target)
