@@ -484,6 +484,97 @@ def test_the_rest_of_a_project_page_fits(site, page, path):
     assert not problems, "\n".join(problems)
 
 
+# -- the tables of files and versions keep their words whole
+
+
+TABLE_WORDS_JS = """
+// For each cell of the tables (div.table): its width and line count, its
+// longest word, and the words the browser broke over lines or let stick out
+// of the cell although they fit in the table's box. A word runs to a space,
+// or to just after a hyphen (where a line may break); a word wider than the
+// box has to be broken, and is not counted.
+var probe = document.createElement('span');
+probe.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap;left:0;top:0';
+document.body.appendChild(probe);
+function width(text, el) {
+  var s = getComputedStyle(el);
+  probe.style.font = s.font;
+  probe.style.letterSpacing = s.letterSpacing;
+  probe.textContent = text;
+  return probe.getBoundingClientRect().width;
+}
+var cells = [];
+document.querySelectorAll('div.table td').forEach(function(td) {
+  var box = td.closest('div.table'), ts = getComputedStyle(td), rect = td.getBoundingClientRect();
+  var right = rect.right - parseFloat(ts.paddingRight) - parseFloat(ts.borderRightWidth);
+  var cell = {table: box.querySelector('th') ? box.querySelector('th').textContent : '',
+              column: td.cellIndex, text: td.textContent.trim().slice(0, 40),
+              width: rect.width - parseFloat(ts.paddingLeft) - parseFloat(ts.paddingRight),
+              room: box.clientWidth, longest: 0, lineHeight: parseFloat(ts.lineHeight),
+              broken: [], out: []};
+  var tops = new Set(), walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT), node;
+  while ((node = walker.nextNode())) {
+    var re = /[^\\s-]+-?|-/g, m;
+    while ((m = re.exec(node.data))) {
+      var range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      var rects = Array.from(range.getClientRects()).filter(function(r) { return r.width > 0; });
+      var lines = new Set(rects.map(function(r) { return Math.round(r.top); }));
+      lines.forEach(function(t) { tops.add(t); });
+      var w = width(m[0], node.parentElement);
+      cell.longest = Math.max(cell.longest, Math.min(w, box.clientWidth));
+      if (w > box.clientWidth) continue;
+      if (lines.size > 1) cell.broken.push(m[0]);
+      if (rects.some(function(r) { return r.right > right + 0.5; })) cell.out.push(m[0]);
+    }
+  }
+  cell.lines = tops.size;
+  cells.push(cell);
+});
+probe.remove();
+return cells;
+"""
+
+
+@pytest.mark.parametrize("device, size, mobile", DEVICES, ids=[d[0] for d in DEVICES])
+@pytest.mark.parametrize("path", ["project/demo-pkg-00001/", "project/long-readme/1.0/"])
+def test_table_cells_keep_their_words_whole(site, page, tmp_path, device, size, mobile, path):
+    """"wheel" was "whee / l" at 1280 px, and every column a few letters wide
+    at 390 px: no word is broken or sticks out of its cell where it fits, no
+    column is narrower than its longest word (or than the box, for the
+    sha256, which is wider than a phone), and the page does not scroll
+    sideways."""
+    emulate(page, size, mobile)
+    load(page, site.url + path)
+    (tmp_path / f"files-{device}.png").write_bytes(full_page_png(page))
+    cells = page.execute_script(TABLE_WORDS_JS)
+    files = [c for c in cells if c["table"] == "File"]
+    assert files and len(files) % 4 == 0, cells
+    broken = [(c["text"], c["broken"], c["out"]) for c in cells
+              if c["column"] != 3 and (c["broken"] or c["out"])]
+    assert broken == [], broken
+    narrow = [(c["text"], round(c["width"]), round(c["longest"])) for c in cells
+              if c["width"] + 0.5 < c["longest"]]
+    assert narrow == [], narrow
+    # The type ("wheel", "sdist") and the size on one line each.
+    short = [c for c in files if c["column"] in (1, 2)]
+    assert all(c["lines"] == 1 for c in short), [(c["text"], c["lines"]) for c in short]
+    if device == "desktop":
+        for row in page.find_elements(By.CSS_SELECTOR, "div.table table tbody tr"):
+            kind = row.find_elements(By.TAG_NAME, "td")[1]
+            if kind.text == "wheel":
+                line = page.execute_script(
+                    "var r = document.createRange(); r.selectNodeContents(arguments[0]);"
+                    "return [r.getBoundingClientRect().height,"
+                    " parseFloat(getComputedStyle(arguments[0]).lineHeight)];", kind)
+                assert line[0] <= line[1] + 0.5, line
+                break
+        else:
+            pytest.fail("no wheel on the page")
+    assert_no_horizontal_overflow(page, f"{path} on a {device}")
+
+
 # -- 5. dark mode
 
 
@@ -596,3 +687,39 @@ def test_private_repository_prompts_for_credentials(tmp_path, page, daemon_facto
     page.find_element(By.LINK_TEXT, "secret-pkg-00001").click()
     wait(page).until(EC.url_to_be(private.url + "project/secret-pkg-00001/"))
     assert page.find_element(By.TAG_NAME, "h1").text == "secret-pkg-00001 1.0.0"
+
+
+def test_home_shows_the_public_repository_and_signs_in_to_the_private_one(
+        tmp_path, page, daemon_factory):
+    """The first repository private, another public: / is not a 401 for all
+    of it; it links to what the visitor may read, and its sign-in link asks
+    for credentials and comes back to the projects."""
+    import bcrypt
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    root = tmp_path / "root"
+    make_corpus(root, projects=2, versions=1, prefix="Secret")
+    make_corpus(root / "pub", projects=1, versions=1, prefix="Open")
+    config = tmp_path / "ppypi.yaml"
+    config.write_text("repositories:\n  main:\n    read: [alice]\n"
+                      "  pub:\n    path: pub\n    read: anyone\n"
+                      f'users:\n  alice: {{password: "{hashed}"}}\n')
+    server = daemon_factory(root, "--config", str(config), "--extra-index-url", "")
+
+    load(page, server.url)
+    assert "secret-pkg" not in page.page_source
+    assert "needs you to sign in" in page.find_element(By.TAG_NAME, "main").text
+    page.find_element(By.LINK_TEXT, "pub").click()
+    wait(page).until(EC.url_to_be(server.url + "pub/"))
+    assert [a.text for a in page.find_elements(By.CSS_SELECTOR, "ul.projects li a")] == \
+        ["open-pkg-00000"]
+
+    # What the sign-in link does once the person has typed alice's password.
+    load(page, server.url)
+    login = page.find_element(By.LINK_TEXT, "Sign in").get_attribute("href")
+    assert login == server.url + "?login"
+    parts = urllib.parse.urlsplit(login)
+    load(page, f"http://alice:pw@{parts.netloc}/?login")
+    wait(page).until(EC.url_to_be(server.url))
+    names = [a.text for a in page.find_elements(By.CSS_SELECTOR, "ul.projects li a")]
+    assert sorted(names) == ["secret-pkg-00000", "secret-pkg-00001"]
+    assert page.find_element(By.LINK_TEXT, "pub").get_attribute("href") == server.url + "pub/"

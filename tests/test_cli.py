@@ -199,3 +199,67 @@ def test_main_uses_the_current_standard_streams(monkeypatch):
     with contextlib.redirect_stdout(out):
         cli.main(["passwd", "bob"])
     assert bcrypt.checkpw(b"pw", only_line(out.getvalue()).partition(":")[2].encode())
+
+
+# -- ppypi yank: what a refusal says ---------------------------------------------
+
+
+@pytest.fixture
+def yank_server(tmp_path, daemon_factory):
+    from .helpers import wheel_bytes
+
+    root = tmp_path / "root"
+    (root / "acme-tool").mkdir(parents=True)
+    (root / "acme-tool" / "acme_tool-1.0-py3-none-any.whl").write_bytes(
+        wheel_bytes("acme_tool", "1.0"))
+    hashes = {u: bcrypt.hashpw(f"{u}-pw".encode(), bcrypt.gensalt(4)).decode()
+              for u in ("alice", "bob")}
+    config = tmp_path / "ppypi.yaml"
+    config.write_text("repositories:\n  default:\n    write: [alice]\nusers:\n" + "".join(
+        f'  {u}: {{password: "{h}"}}\n' for u, h in hashes.items()))
+    return daemon_factory(root, "--config", str(config), "--extra-index-url", "")
+
+
+def yank(url, *args, password=None):
+    env = {k: v for k, v in os.environ.items() if k != "PPYPI_PASSWORD"}
+    if password is not None:
+        env["PPYPI_PASSWORD"] = password
+    p = subprocess.run([PPYPI, "yank", url, "acme-tool", "1.0", *args], input="",
+                       capture_output=True, text=True, timeout=60, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_yank_without_credentials_says_which_it_needs(yank_server):
+    code, out, err = yank(yank_server.url)
+    assert code != 0 and out == ""
+    line = only_line(err)
+    assert line.startswith(f"ppypi yank: {yank_server.url}yank/acme-tool/1.0: 401 ")
+    for part in ("needs credentials to yank", "-u USER", "-u __token__",
+                 "ROOT/.ppypi/upload-token", "PPYPI_PASSWORD", "stdin"):
+        assert part in line, part
+
+
+def test_yank_with_refused_credentials(yank_server):
+    code, out, err = yank(yank_server.url, "-u", "alice", password="wrong")
+    assert code != 0 and out == ""
+    line = only_line(err)
+    assert ": 401 " in line and "refused" in line and "alice" in line
+    assert "wrong" not in line
+
+
+def test_yank_without_write_permission(yank_server):
+    code, out, err = yank(yank_server.url, "-u", "bob", password="bob-pw")
+    assert code != 0 and out == ""
+    line = only_line(err)
+    assert ": 403 " in line
+    assert "bob may not yank" in line and "write permission" in line
+
+
+def test_yank_with_write_permission(yank_server):
+    code, out, err = yank(yank_server.url, "-u", "alice", "--reason", "broken",
+                          password="alice-pw")
+    assert code == 0, err
+    assert only_line(out) == "yanked acme-tool 1.0: acme_tool-1.0-py3-none-any.whl"
+    code, out, err = yank(yank_server.url + "no-such-repository/", "-u", "alice",
+                          password="alice-pw")
+    assert code != 0 and ": 404 " in only_line(err)

@@ -980,3 +980,223 @@ def test_non_utf8_optional_headers_are_ignored(live, path, header):
     (text/html, the whole file), never a 500."""
     answer = exchange(live.port, http(b"GET", path, [header]))
     assert answer.status == 200, answer
+
+
+# -- archives whose members lead outside them, and bombs of the full member scan ------
+# (an upload's archive is read to its end: every member is checked.)
+
+import gzip  # noqa: E402
+
+from ppypi import metadata  # noqa: E402
+
+
+def _sdist_with(version, *members):
+    """A valid acme-tool sdist of VERSION, its PKG-INFO first, MEMBERS after."""
+    meta = _metadata("acme-tool", version)
+    info = tarfile.TarInfo(f"acme_tool-{version}/PKG-INFO")
+    info.size = len(meta)
+    return _tar([(info, io.BytesIO(meta)), *members])
+
+
+def _pkg_info_tar(version):
+    """A whole tar holding only PKG-INFO: the end of a bomb."""
+    buf = io.BytesIO()
+    meta = _metadata("acme-tool", version)
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo(f"acme_tool-{version}/PKG-INFO")
+        info.size = len(meta)
+        t.addfile(info, io.BytesIO(meta))
+    return buf.getvalue()
+
+
+# name: (version, filename, build, the member the refusal names)
+LEADING_OUT = {
+    "sdist symlink to /etc/passwd beside a good PKG-INFO": (
+        "3.6", "acme_tool-3.6.tar.gz",
+        lambda: _sdist_with("3.6", _link("acme_tool-3.6/passwd", tarfile.SYMTYPE, "/etc/passwd")),
+        "acme_tool-3.6/passwd"),
+    "sdist hard link outside beside a good PKG-INFO": (
+        "3.7", "acme_tool-3.7.tar.gz",
+        lambda: _sdist_with("3.7", _link("acme_tool-3.7/h", tarfile.LNKTYPE, "../../etc/passwd")),
+        "acme_tool-3.7/h"),
+    "sdist FIFO beside a good PKG-INFO": (
+        "3.8", "acme_tool-3.8.tar.gz",
+        lambda: _sdist_with("3.8", _link("acme_tool-3.8/fifo", tarfile.FIFOTYPE, "")),
+        "acme_tool-3.8/fifo"),
+    "wheel with ../../evil.py beside a good METADATA": (
+        "2.8", "acme_tool-2.8-py3-none-any.whl",
+        lambda: _zip([("acme_tool-2.8.dist-info/METADATA", _metadata("acme-tool", "2.8")),
+                      ("../../evil.py", b"print('pwned')\n")]),
+        "../../evil.py"),
+}
+
+
+@pytest.mark.parametrize("name", list(LEADING_OUT))
+def test_archive_leading_outside_itself_is_400_naming_the_member(live, name):
+    version, filename, build, member = LEADING_OUT[name]
+    kind = "bdist_wheel" if filename.endswith(".whl") else "sdist"
+    before = snapshot(live.root)
+    answer = exchange(live.port, upload_request(live, build(), filename, version=version,
+                                                filetype=kind))
+    assert answer.status == 400, answer
+    assert repr(member).encode() in answer.reason, answer
+    check_common(live, answer, before)
+    assert filename.encode() not in get(live.url + "simple/acme-tool/")[2]
+
+
+@functools.lru_cache(None)
+def long_name_bomb(version):
+    """
+    An sdist that starts with a GNU long-name header claiming 64 MiB (tarfile
+    reads such a header whole), then a good PKG-INFO: 300 KB, gzipped.
+    """
+    size = 64 << 20
+    head = tarfile.TarInfo("././@LongLink")
+    head.type = tarfile.GNUTYPE_LONGNAME
+    head.size = size
+    named = tarfile.TarInfo("named-by-the-long-name")
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=1) as g:
+        g.write(head.tobuf(tarfile.GNU_FORMAT))
+        for _ in range(size >> 20):
+            g.write(b"a" * (1 << 20))
+        g.write(named.tobuf(tarfile.GNU_FORMAT))
+        g.write(_pkg_info_tar(version))
+    return buf.getvalue()
+
+
+@functools.lru_cache(None)
+def unpacks_past_4_gib(version):
+    """
+    An sdist with a member of 4160 MiB of zeros (65 gzip members of 64 MiB
+    each, one after the other: 4 MB in all), then a good PKG-INFO.
+    """
+    chunk = 64 << 20
+    count = (4 << 30) // chunk + 1
+    big = tarfile.TarInfo(f"acme_tool-{version}/zeros.bin")
+    big.size = count * chunk
+    return (gzip.compress(big.tobuf()) + gzip.compress(b"\0" * chunk) * count
+            + gzip.compress(_pkg_info_tar(version)))
+
+
+def _many_members(version, count):
+    return _sdist_with(version, *[(tarfile.TarInfo(f"acme_tool-{version}/m{i:04}"), None)
+                                  for i in range(count)])
+
+
+def _pax_header(version, **records):
+    """An sdist with a member whose pax header holds RECORDS, then a good PKG-INFO."""
+    info = tarfile.TarInfo(f"acme_tool-{version}/file")
+    info.pax_headers = records
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        t.addfile(info)
+        meta = _metadata("acme-tool", version)
+        info = tarfile.TarInfo(f"acme_tool-{version}/PKG-INFO")
+        info.size = len(meta)
+        t.addfile(info, io.BytesIO(meta))
+    return buf.getvalue()
+
+
+def pax_digits(version):
+    """A pax header with 8000 digits in a row: tarfile before 3.11.10 parses
+    that in time quadratic in the run (CVE-2024-6232)."""
+    return _pax_header(version, comment="1" * 8000)
+
+
+def pax_large(version):
+    """A pax header of 64 KiB."""
+    return _pax_header(version, comment="x" * (64 << 10))
+
+
+@pytest.fixture
+def in_process(tmp_path):
+    return InProcess(tmp_path / "root", extra_index_url=None)
+
+
+async def _upload_sdist(server, data, version):
+    creds = ("__token__", server.token())
+    filename = f"acme_tool-{version}.tar.gz"
+    return await server.upload(upload_fields("acme-tool", version, data, filetype="sdist"),
+                               [("content", filename, data)], auth=creds)
+
+
+@pytest.mark.parametrize("build, version, reason", [
+    (long_name_bomb, "4.0", b"a tar header claims more than 16384 bytes"),
+    (unpacks_past_4_gib, "4.1", b"sdist unpacks to more than 4 GiB"),
+    (pax_digits, "4.3", b"a tar header holds more than 64 digits in a row"),
+    (pax_large, "4.4", b"a tar header claims more than 16384 bytes"),
+])
+@pytest_twisted.ensureDeferred
+async def test_sdist_bombs_are_refused_before_they_go_off(in_process, build, version, reason):
+    await in_process.sync()
+    r, body = await _upload_sdist(in_process, build(version), version)
+    assert r.code == 400, body
+    assert reason in r.phrase, r.phrase
+    assert os.listdir(os.path.join(in_process.root, ".ppypi", "incoming")) == []
+    assert (await in_process.get("/simple/acme-tool/"))[0].code == 404
+
+
+@pytest.mark.parametrize("build, version", [(long_name_bomb, "4.0"), (unpacks_past_4_gib, "4.1"),
+                                            (pax_digits, "4.3")])
+def test_sdist_bombs_dropped_in_by_hand_are_read_within_bounds(tmp_path, build, version):
+    """A sync reads PKG-INFO of a file put in the folder by hand: the same bounds hold."""
+    import tracemalloc
+
+    path = tmp_path / f"acme_tool-{version}.tar.gz"
+    path.write_bytes(build(version))
+    tracemalloc.start()
+    try:
+        with pytest.raises(metadata.MetadataError):
+            metadata.inspect(str(path), "sdist", path.name)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, peak
+
+
+@pytest.mark.parametrize("limit, value, reason", [
+    ("MAX_CHECKED_MEMBERS", 100, b"archive has more than 100 members"),
+    ("MAX_NAME_CHARS", 1000, b"archive member names add up to more than 1000 characters"),
+])
+@pytest_twisted.ensureDeferred
+async def test_member_scan_is_bounded(in_process, monkeypatch, limit, value, reason):
+    # The real limits (100000 members, 16 Mi characters of names) made small:
+    # the same code, a quicker archive (PKG-INFO and 100 members of 19
+    # characters: 1922 characters).
+    monkeypatch.setattr(metadata, limit, value)
+    await in_process.sync()
+    r, body = await _upload_sdist(in_process, _many_members("4.2", 100), "4.2")
+    assert r.code == 400, body
+    assert reason in r.phrase, r.phrase
+    assert (await in_process.get("/simple/acme-tool/"))[0].code == 404
+    # ...and one member fewer is checked in full and accepted.
+    monkeypatch.setattr(metadata, limit, value * 2)
+    r, body = await _upload_sdist(in_process, _many_members("4.2", 100), "4.2")
+    assert r.code == 200, body
+
+
+# -- heads over Twisted's line limit: answered, not dropped ---------------------------
+
+OVERLONG_HEADS = {
+    "a 64 KiB header line": (GET(b"/simple/", b"X-Big: " + b"a" * 65_536), 431),
+    "a 1 MiB header line": (GET(b"/simple/", b"X-Big: " + b"a" * (1 << 20)), 431),
+    "a 64 KiB request line": (GET(b"/simple/?q=" + b"a" * 65_536), 414),
+    "501 headers": (GET(b"/simple/", *[b"X-H%d: v" % i for i in range(501)]), 431),
+}
+
+
+@pytest.mark.parametrize("name", list(OVERLONG_HEADS))
+def test_an_overlong_head_is_answered_and_closed(live, name):
+    """A request line or header line over 16 KiB (Twisted's MAX_LENGTH) was
+    dropped without an answer: 431 Request Header Fields Too Large for a
+    header line (RFC 6585), 414 URI Too Long for the request line, with
+    Connection: close, as for too many headers."""
+    build, status = OVERLONG_HEADS[name]
+    before = snapshot(live.root)
+    answer = exchange(live.port, build(live))
+    assert answer.status == status, answer
+    assert answer.header("connection") == [b"close"], answer
+    assert answer.header("content-length") == [b"%d" % len(answer.body)], answer
+    assert answer.elapsed < TIMEOUT, answer
+    check_common(live, answer, before)

@@ -271,3 +271,35 @@ def _spooled(root):
         except OSError:
             continue
     return size
+
+
+def test_twine_to_simple_as_configured_for_private_pypi(tmp_path, daemon_factory):
+    """
+    private-pypi took uploads at /simple/ (choosing the repository by the
+    username); twine configured that way, or with /R/simple/, keeps working.
+    """
+    config = tmp_path / "private.toml"
+    config.write_text('[first]\ntype = "file_system"\nread_secret = "first-r"\n'
+                      'write_secret = "first-w"\n'
+                      '[acme]\ntype = "file_system"\nread_secret = "acme-r"\n'
+                      'write_secret = "acme-w"\n')
+    d = daemon_factory(tmp_path / "root", "--config", config, "--extra-index-url", "")
+    cases = [("Alpha", "simple/", "first", "first-w", "first"),
+             ("Beta", "simple/", "acme", "acme-w", "acme"),      # chosen by the username
+             ("Gamma", "acme/simple/", "acme", "acme-w", "acme")]
+    for prefix, path, user, password, repository in cases:
+        dist = tmp_path / prefix
+        make_corpus(dist, projects=1, versions=1, prefix=prefix)
+        (wheel,) = dist.iterdir()
+        twine("--repository-url", d.url + path, "-u", user, "-p", password, wheel)
+        project = f"{prefix.lower()}-pkg-00000"
+        assert os.path.exists(os.path.join(d.root, repository, project, wheel.name)), prefix
+        index = d.url + ("acme/" if repository == "acme" else "") + f"simple/{project}/"
+        status, _, body = get(index, {"Authorization": "Basic " + base64.b64encode(
+            f"{repository}:{repository}-r".encode()).decode()})
+        assert status == 200 and wheel.name.encode() in body, prefix
+    # A reader's secret may not upload there either.
+    (wheel,) = (tmp_path / "Alpha").iterdir()
+    refused = twine("--repository-url", d.url + "simple/", "-u", "first", "-p", "first-r",
+                    wheel, check=False)
+    assert refused.returncode != 0 and "403" in refused.stdout + refused.stderr

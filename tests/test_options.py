@@ -4,6 +4,7 @@ a bad config stops it with one line naming the file, the key and the problem.
 """
 
 import os
+import re
 import socket
 import subprocess
 
@@ -47,6 +48,31 @@ def test_root_is_required():
         parse()
     with pytest.raises(usage.UsageError, match="--root"):
         parse("--config", "ppypi.yaml")
+
+
+# private-pypi's server was started as `private_pypi_server ROOT --config ...`.
+@pytest.mark.parametrize("args", [
+    ["data"], ["data", "--config", "c.toml"], ["--config", "c.toml", "data"],
+    ["--admin_secret", "s.toml", "data", "--port=9000"], ["--root", "data", "data"],
+    ["data", "--root", "./data"], ["--debug", "data"], ["--", "data"],
+])
+def test_root_as_the_one_positional_argument(args):
+    o = parse(*args)
+    assert os.path.abspath(o["root"]) == os.path.abspath("data")
+    assert o["config"] == ("c.toml" if "c.toml" in args else None)
+    assert o["admin-secret"] == ("s.toml" if "s.toml" in args else None)
+    assert o["port"] == (9000 if "--port=9000" in args else 8888)
+    assert o["debug"] == ("--debug" in args)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a", "b"], "one ROOT"), (["a", "--config", "c.toml", "b"], "one ROOT"),
+    (["--root", "a", "b"], "differ"),
+])
+def test_root_given_twice_is_a_one_line_error(args, message):
+    with pytest.raises(usage.UsageError, match=message) as e:
+        parse(*args)
+    assert "\n" not in str(e.value)
 
 
 def test_every_option_is_parsed():
@@ -163,6 +189,9 @@ def test_nan_expiry():
 def test_unknown_option():
     with pytest.raises(usage.UsageError):
         parse("--root", "r", "--no-such-option")
+    # after ROOT too, named as it is
+    with pytest.raises(usage.UsageError, match="--no-such-option"):
+        parse("r", "--no-such-option")
 
 
 # -- the real command --------------------------------------------------------
@@ -239,6 +268,103 @@ def test_bad_option_stops_start_up(tmp_path):
     code, last = run_twistd(tmp_path, "--auth-read-expires", "-1", stream="stdout")
     assert code != 0
     assert "--auth-read-expires" in last and "negative" in last
+
+
+def test_root_as_a_positional_argument_starts(tmp_path, daemon_factory):
+    """`twistd -n ppypi ROOT --config ...`, as private-pypi's server was started."""
+    root = tmp_path / "root"
+    config = tmp_path / "ppypi.yaml"
+    config.write_text("repositories:\n  default:\n    path: pkgs\n")
+    cmd = [*TWISTD, "-n", "--pidfile=", "ppypi", str(root), "--config", str(config),
+           "--listen", "tcp:0:interface=127.0.0.1"]
+    with open(tmp_path / "twistd.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: proc.poll() is not None or os.path.isdir(root / "pkgs"),
+                 timeout=START_TIMEOUT, what="the daemon to prepare ROOT/pkgs")
+        assert proc.poll() is None, (tmp_path / "twistd.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_two_roots_stop_start_up(tmp_path):
+    code, last = run_twistd(tmp_path, str(tmp_path / "other"), stream="stdout")
+    assert code != 0
+    assert "ROOT" in last and "--root" in last and "differ" in last
+
+
+@pytest.fixture
+def taken_port():
+    """A loopback port that a socket of the test listens on."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    yield held.getsockname()[1]
+    held.close()
+
+
+def test_port_in_use_is_one_line(tmp_path, taken_port):
+    endpoint = f"tcp:{taken_port}:interface=127.0.0.1"
+    # The default pidfile (twistd.pid in the working folder) is written
+    # before twistd listens: a failed start must not leave it behind.
+    cmd = [*TWISTD, "-n", "ppypi", "--root", str(tmp_path / "root"), "--listen", endpoint]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT,
+                          cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback" not in output, output
+    assert proc.stderr.splitlines() == [
+        f"ppypi: cannot listen on {endpoint}: address already in use"], output
+    assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_port_in_use_when_daemonised(tmp_path, taken_port):
+    """Daemonised, twistd reports the child's failure itself (its stderr is
+    gone by then): the line says what happened, and the log has it."""
+    endpoint = f"tcp:{taken_port}:interface=127.0.0.1"
+    cmd = [*TWISTD, "--pidfile", str(tmp_path / "twistd.pid"), "--logfile",
+           str(tmp_path / "twistd.log"), "ppypi", "--root", str(tmp_path / "root"),
+           "--listen", endpoint]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT,
+                          cwd=tmp_path)
+    assert proc.returncode != 0
+    assert f"cannot listen on {endpoint}: address already in use" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    log = (tmp_path / "twistd.log").read_text()
+    assert f"cannot listen on {endpoint}: address already in use" in log
+    assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_readme_quick_start_leaves_no_pidfile(tmp_path):
+    """
+    README's `twistd -n --pidfile= ppypi --root ./packages` (on a free
+    loopback port here): no twistd.pid in the working folder, so another
+    instance started there runs too.
+    """
+    procs = []
+    try:
+        for root in ("./packages", "./other"):
+            log_path = tmp_path / f"{root[2:]}.log"
+            with open(log_path, "wb") as log:
+                procs.append(subprocess.Popen(
+                    [*TWISTD, "-n", "--pidfile=", "ppypi", "--root", root,
+                     "--listen", "tcp:0:interface=127.0.0.1"],
+                    cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT))
+
+            def port(proc=procs[-1], log_path=log_path):
+                assert proc.poll() is None, log_path.read_text()
+                return re.search(r"Site starting on (\d+)", log_path.read_text())
+
+            url = "http://127.0.0.1:%s/" % wait_for(port, timeout=START_TIMEOUT).group(1)
+            wait_for(lambda: health_status(url) == 200, timeout=START_TIMEOUT,
+                     what=f"{root} to answer /health")
+        assert not (tmp_path / "twistd.pid").exists()
+        assert (tmp_path / "packages" / ".ppypi" / "upload-token").exists()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=15)
 
 
 def health_status(url):

@@ -207,7 +207,7 @@ async def test_pages_kept_stay_within_their_budget(server):
     """With room for one page only, walking every page twice keeps one page
     and answers every page whole and current."""
     await server.sync()
-    cache = server.site.resource._apps["default"]._app._people_cache
+    cache = server.site.resource._apps["default"]._app.people._people_cache
     paths = ("/project/evil-tool/", "/project/good-tool/", "/project/plain-tool/", "/")
     first = {}
     for path in paths:
@@ -221,3 +221,198 @@ async def test_pages_kept_stay_within_their_budget(server):
             r, body = await server.get(path)
             assert (r.code, body) == (200, first[path])
             assert len(cache) == 1
+
+
+# -- the home page shows what the visitor may read
+
+
+MIXED_CONFIG = """\
+repositories:
+  main: {{read: [alice], write: [alice]}}
+  pub: {{path: pub, read: anyone}}
+  team: {{path: team, read: [alice]}}
+users:
+  alice: {{password: "{alice}"}}
+  bob: {{password: "{bob}"}}
+"""
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """The first repository private, another public, a third private."""
+    import bcrypt
+    root = tmp_path / "root"
+    for folder, dist in (("", "good_tool"), ("pub", "pub_tool"), ("team", "team_tool")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / f"{dist}-1.0-py3-none-any.whl").write_bytes(wheel_bytes(dist, "1.0"))
+    hashes = {user: bcrypt.hashpw(f"{user}-pw".encode(), bcrypt.gensalt(4)).decode()
+              for user in ("alice", "bob")}
+    return InProcess(root, config_text=MIXED_CONFIG.format(**hashes), extra_index_url=None)
+
+
+def one(response, name):
+    values = response.headers.getRawHeaders(name)
+    return values[0] if values else None
+
+
+@pytest_twisted.ensureDeferred
+async def test_home_shows_what_the_visitor_may_read(mixed):
+    await mixed.sync()
+    alice, bob = basic("alice", "alice-pw"), basic("bob", "bob-pw")
+
+    # Anonymous, with another repository public: a page, not a 401 for all of it.
+    for path in ("/", "/?q=good"):
+        r, body = await mixed.get(path)
+        assert r.code == 200, path
+        assert one(r, "Content-Type") == "text/html; charset=utf-8"
+        assert one(r, "Cache-Control") == "no-store"
+        assert one(r, "WWW-Authenticate") is None
+        text = body.decode()
+        assert "needs you to sign in" in text
+        assert 'href="http://ppypi.test/?login">Sign in<' in text
+        assert 'href="http://ppypi.test/pub/"' in text  # readable: its home page
+        assert 'href="http://ppypi.test/team/?login"' in text  # not: its sign-in link
+        assert "good-tool" not in text and "good_tool" not in text
+        inert(body)
+
+    # The sign-in link makes the browser ask, then goes home.
+    r, body = await mixed.get("/?login")
+    assert (r.code, one(r, "WWW-Authenticate")) == (401, 'Basic realm="ppypi"')
+    assert one(r, "Content-Type") == "text/html; charset=utf-8" and b"good-tool" not in body
+    r, _ = await mixed.get("/?login", {"Authorization": alice})
+    assert (r.code, one(r, "Location")) == (303, "http://ppypi.test/")
+
+    # A reader sees the projects, and a page no cache gives anyone else.
+    r, body = await mixed.get("/", {"Authorization": alice})
+    assert r.code == 200 and b"/project/good-tool/" in body
+    assert one(r, "Cache-Control").startswith("private")
+    assert "Authorization" in one(r, "Vary")
+    assert b'href="http://ppypi.test/pub/"' in body
+
+    # Refused credentials: the browser asks again; the page says why.
+    r, body = await mixed.get("/", {"Authorization": basic("alice", "wrong")})
+    assert (r.code, one(r, "WWW-Authenticate")) == (401, 'Basic realm="ppypi"')
+    assert b"not accepted" in body and b"good-tool" not in body
+    assert one(r, "Content-Type") == "text/html; charset=utf-8"
+    # Right credentials without the permission: 403, and where else to go.
+    r, body = await mixed.get("/", {"Authorization": bob})
+    assert r.code == 403 and b"bob may not read repository main" in body
+    assert b'href="http://ppypi.test/pub/"' in body and b"good-tool" not in body
+    r, _ = await mixed.get("/?login", {"Authorization": bob})
+    assert r.code == 401  # so that the browser lets them sign in as someone else
+
+    # The public repository's own home page, for anyone; it links to the others.
+    r, body = await mixed.get("/pub/")
+    assert r.code == 200 and b"/pub/project/pub-tool/" in body
+    assert one(r, "Cache-Control").startswith("public")
+    assert b'href="http://ppypi.test/main/?login"' in body
+    assert b'href="http://ppypi.test/team/?login"' in body
+    r, body = await mixed.get("/team/")
+    assert r.code == 200 and b"team-tool" not in body and b"needs you to sign in" in body
+    r, body = await mixed.get("/team/", {"Authorization": alice})
+    assert r.code == 200 and b"/team/project/team-tool/" in body
+
+    # A project page asks at once, in HTML, and tells nothing of the project.
+    r, body = await mixed.get("/project/good-tool/")
+    assert (r.code, one(r, "WWW-Authenticate")) == (401, 'Basic realm="ppypi"')
+    assert one(r, "Content-Type") == "text/html; charset=utf-8" and b"good-tool" not in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_home_keeps_each_visitors_page_apart(mixed):
+    """The rendered pages kept by the server are keyed by what the visitor may
+    see: whatever the order of visits, nobody gets another's page."""
+    await mixed.sync()
+    alice = {"Authorization": basic("alice", "alice-pw")}
+    seen = []
+    for headers in (None, alice, None, alice, {"Authorization": basic("bob", "bob-pw")}, None):
+        r, body = await mixed.get("/", headers)
+        seen.append((r.code, b"/project/good-tool/" in body))
+        if headers is alice:
+            etag = one(r, "ETag")
+    assert seen == [(200, False), (200, True), (200, False), (200, True), (403, False),
+                    (200, False)]
+    # The reader's validator gets an anonymous visitor nothing either.
+    r, body = await mixed.get("/", {"If-None-Match": etag})
+    assert r.code == 200 and b"good-tool" not in body
+    r, body = await mixed.get("/", {"If-None-Match": etag, **alice})
+    assert (r.code, body) == (304, b"")
+
+
+@pytest_twisted.ensureDeferred
+async def test_home_checks_credentials_once_and_never_for_anonymous(mixed, monkeypatch):
+    import ppypi.auth
+    await mixed.sync()
+    hashed, checked = [], []
+    real_bcrypt = ppypi.auth._bcrypt_checkpw
+    monkeypatch.setattr(ppypi.auth, "_bcrypt_checkpw",
+                        lambda *a: hashed.append(1) or real_bcrypt(*a))
+    authenticator = mixed.site.resource._apps["main"]._app.ctx.authenticator
+    real_authenticate = authenticator.authenticate
+
+    async def authenticate(*a):
+        checked.append(1)
+        return await real_authenticate(*a)
+    monkeypatch.setattr(authenticator, "authenticate", authenticate)
+
+    async def costs(path, headers=None):
+        del hashed[:], checked[:]
+        await mixed.get(path, headers)
+        return len(checked), len(hashed)
+
+    for path in ("/", "/?q=tool", "/?login", "/pub/", "/team/", "/project/good-tool/"):
+        assert await costs(path) == (0, 0), path
+    alice = {"Authorization": basic("alice", "alice-pw")}
+    assert await costs("/", alice) == (1, 1)  # checked, then cached
+    assert await costs("/", alice) == (1, 0)
+    assert await costs("/team/", alice) == (1, 0)
+    assert await costs("/pub/", alice) == (0, 0)  # anyone reads it: nothing to check
+    assert await costs("/", {"Authorization": basic("alice", "wrong")}) == (1, 1)
+
+
+# -- the upload lines
+
+
+def pre(body, id_):
+    import html
+    import re
+    m = re.search(f'<pre id="{id_}">(.*?)</pre>'.encode(), body)
+    return html.unescape(m.group(1).decode()) if m else None
+
+
+@pytest_twisted.ensureDeferred
+async def test_home_says_how_to_upload_with_the_token_and_never_shows_it(server):
+    await server.sync()
+    r, body = await server.get("/")
+    path = f"{server.root}/.ppypi/upload-token"
+    assert pre(body, "twine-line") == (
+        f'twine upload --repository-url http://ppypi.test/ -u __token__ -p "$(cat {path})" dist/*')
+    assert pre(body, "uv-publish-line") == (
+        f'uv publish --publish-url http://ppypi.test/ -u __token__ -p "$(cat {path})"')
+    assert server.token().encode() not in body
+
+
+@pytest.mark.parametrize("write, username", [
+    ("[alice]", "USERNAME"), ("authenticated", "USERNAME"),
+    ("anyone", "anonymous"), ("[]", None)])
+@pytest_twisted.ensureDeferred
+async def test_home_says_how_to_upload_with_configured_users(tmp_path, write, username):
+    import bcrypt
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "good_tool-3.0-py3-none-any.whl").write_bytes(wheel_bytes("good_tool", "3.0"))
+    server = InProcess(root, config_text=(
+        f"repositories:\n  main:\n    write: {write}\n"
+        f'users:\n  alice: {{password: "{hashed}"}}\n'), extra_index_url=None)
+    await server.sync()
+    r, body = await server.get("/")
+    assert r.code == 200
+    line = pre(body, "twine-line")
+    if username is None:
+        assert line is None and b"takes no uploads" in body
+    else:
+        assert line.startswith(f"twine upload --repository-url http://ppypi.test/ -u {username}")
+        assert pre(body, "uv-publish-line").startswith(
+            f"uv publish --publish-url http://ppypi.test/ -u {username}")
+    assert b"upload-token" not in body and b"__token__" not in body

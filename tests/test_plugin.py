@@ -49,3 +49,11 @@ def test_wheel_ships_the_plugin_and_twistd_finds_it(tmp_path):
     path, plugins = result.stdout.splitlines()[-2:]
     assert path.startswith(str(target))
     assert "'ppypi'" in plugins
+
+
+def test_help_names_root_as_a_positional_argument(tmp_path):
+    # private-pypi's server was started as `private_pypi_server ROOT ...`.
+    result = subprocess.run([os.path.join(BIN, "twistd"), "ppypi", "--help"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "Usage: twistd [options] ppypi [--root] ROOT [options]" in result.stdout

@@ -6,6 +6,7 @@ refused (and that a refusal writes nothing), existing files, removal.
 import hashlib
 import io
 import os
+import tarfile
 import zipfile
 
 import pytest
@@ -304,3 +305,234 @@ async def test_upload_during_a_sync_is_not_lost(server):
     await syncing
     r, _ = await server.get("/simple/acme-tool/")
     assert r.code == 200
+
+
+# -- private-pypi's upload URL: POST /simple/ (and /R/simple/) -----------------
+
+
+def _samples(body):
+    from prometheus_client.parser import text_string_to_metric_families
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_and_remove_at_simple_as_private_pypi_took_them(server):
+    """twine configured for private-pypi (--repository-url http://HOST/simple/)."""
+    await server.sync()
+    r, body = await upload(server, path="/simple/")
+    assert r.code == 200, body
+    assert os.path.exists(os.path.join(server.root, "acme-tool", WHEEL))
+    # The index pages still answer GETs at the same URL.
+    r, body = await server.get("/simple/")
+    assert r.code == 200 and b"acme-tool" in body
+    r, body = await server.get("/simple/acme-tool/")
+    assert r.code == 200 and WHEEL.encode() in body
+    # The same checks as at /: credentials, then the upload's own.
+    r, _ = await upload(server, path="/simple/", auth=None)
+    assert r.code == 401
+    assert r.headers.getRawHeaders("WWW-Authenticate") == ['Basic realm="ppypi"']
+    r, body = await upload(server, path="/simple/", version="1.1")
+    assert r.code == 400 and r.phrase != b"Bad Request", body
+    # ...and pypiserver's removal.
+    r, body = await server.upload([(":action", "remove_pkg"), ("name", "acme-tool"),
+                                   ("version", "1.0")], [], path="/simple/",
+                                  auth=("__token__", server.token()))
+    assert r.code == 200, body
+    assert not os.path.exists(os.path.join(server.root, "acme-tool", WHEEL))
+    # Counted as the uploads they are.
+    r, body = await server.get("/metrics")
+    samples = _samples(body)
+    uploads = {outcome: samples.get(("ppypi_uploads_total",
+                                     (("outcome", outcome), ("repository", "default"))))
+               for outcome in ("stored", "unauthorized", "rejected", "removed")}
+    assert uploads == {"stored": 1, "unauthorized": 1, "rejected": 1, "removed": 1}
+    assert samples[("ppypi_requests_total",
+                    (("method", "POST"), ("route", "upload"), ("status", "200")))] == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_at_a_named_repositorys_simple(tmp_path):
+    server = InProcess(tmp_path / "root", extra_index_url=None, config_text=(
+        "repositories:\n  main: {}\n  acme:\n    path: acme\n    write: anyone\n"
+        "    max_file_bytes: 100000\n"))
+    await server.sync()
+    r, body = await upload(server, auth=None, path="/acme/simple/")
+    assert r.code == 200, body
+    assert os.path.exists(tmp_path / "root" / "acme" / "acme-tool" / WHEEL)
+    r, _ = await server.get("/acme/simple/acme-tool/")
+    assert r.code == 200
+    r, _ = await server.get("/simple/acme-tool/")
+    assert r.code == 404
+    # main has no writers; acme's own limit holds at its /simple/ too.
+    assert (await upload(server, auth=None, path="/simple/"))[0].code == 401
+    big = wheel_bytes("acme_tool", "1.0") + b"\0" * 100_000
+    r, _ = await upload(server, big, auth=None, path="/acme/simple/")
+    assert r.code == 413
+
+
+# -- archives that would unpack outside their folder -------------------------------
+
+SDIST = "acme_tool-1.0.tar.gz"
+TOP = "acme_tool-1.0"
+PKG_INFO = b"Metadata-Version: 2.1\nName: acme-tool\nVersion: 1.0\n"
+
+
+def _member(name, kind=tarfile.REGTYPE, link="", data=b""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def _pax_named(name):
+    """A file named NAME in a pax header only (ustar names end at a NUL)."""
+    info, data = _member(f"{TOP}/file", data=b"x")
+    info.pax_headers = {"path": name}
+    return info, data
+
+
+def _sdist(*members):
+    """A valid sdist of acme-tool 1.0 (its PKG-INFO first), with MEMBERS after."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        for info, data in (_member(f"{TOP}/PKG-INFO", data=PKG_INFO), *members):
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _wheel(*names, top=""):
+    """A valid wheel of acme-tool 1.0 (or zip sdist, with TOP), with files NAMES."""
+    meta = ((f"{top}/PKG-INFO", PKG_INFO) if top else
+            ("acme_tool-1.0.dist-info/METADATA", PKG_INFO))
+    return _zip({meta[0]: meta[1], **{n: b"print('pwned')\n" for n in names}})
+
+
+# case: (archive bytes, filename, the member the refusal names)
+UNSAFE = {
+    "sdist symlink to /etc/passwd": (
+        lambda: _sdist(_member(f"{TOP}/passwd", tarfile.SYMTYPE, "/etc/passwd")),
+        SDIST, f"{TOP}/passwd"),
+    "sdist symlink climbing out": (
+        lambda: _sdist(_member(f"{TOP}/up", tarfile.SYMTYPE, "../../etc/passwd")),
+        SDIST, f"{TOP}/up"),
+    "sdist hard link outside": (
+        lambda: _sdist(_member(f"{TOP}/hard", tarfile.LNKTYPE, "../etc/passwd")),
+        SDIST, f"{TOP}/hard"),
+    "sdist hard link to an absolute path": (
+        lambda: _sdist(_member(f"{TOP}/hard", tarfile.LNKTYPE, "/etc/passwd")),
+        SDIST, f"{TOP}/hard"),
+    "sdist absolute member": (
+        lambda: _sdist(_member("/tmp/evil.py", data=b"x")), SDIST, "/tmp/evil.py"),
+    "sdist member climbing out with ..": (
+        lambda: _sdist(_member(f"{TOP}/../../evil.py", data=b"x")),
+        SDIST, f"{TOP}/../../evil.py"),
+    "sdist member climbing out with backslashes": (
+        lambda: _sdist(_member(f"{TOP}/..\\..\\evil.py", data=b"x")),
+        SDIST, f"{TOP}/..\\..\\evil.py"),
+    "sdist member on a Windows drive": (
+        lambda: _sdist(_member("C:/evil.py", data=b"x")), SDIST, "C:/evil.py"),
+    "sdist character device": (
+        lambda: _sdist(_member(f"{TOP}/tty", tarfile.CHRTYPE)), SDIST, f"{TOP}/tty"),
+    "sdist block device": (
+        lambda: _sdist(_member(f"{TOP}/sda", tarfile.BLKTYPE)), SDIST, f"{TOP}/sda"),
+    "sdist FIFO": (
+        lambda: _sdist(_member(f"{TOP}/fifo", tarfile.FIFOTYPE)), SDIST, f"{TOP}/fifo"),
+    "sdist NUL in a name": (
+        lambda: _sdist(_pax_named(f"{TOP}/a\0b")), SDIST, f"{TOP}/a\0b"),
+    # Each link stays inside on paper; unpacked, x is TOP, so y is TOP's
+    # parent and y/../evil.py lands beside the unpack folder.
+    "sdist file through a chain of symlinks": (
+        lambda: _sdist(_member(f"{TOP}/x", tarfile.SYMTYPE, "."),
+                       _member(f"{TOP}/y", tarfile.SYMTYPE, "x/.."),
+                       _member(f"{TOP}/y/../evil.py", data=b"x")),
+        SDIST, f"{TOP}/y/../evil.py"),
+    # ...and the same chain with the file first: the link that leads out is
+    # refused whatever order the members come in.
+    "sdist symlink through a symlink that comes later": (
+        lambda: _sdist(_member(f"{TOP}/y", tarfile.SYMTYPE, "x/../.."),
+                       _member(f"{TOP}/x", tarfile.SYMTYPE, ".")),
+        SDIST, f"{TOP}/y"),
+    # tarfile unpacks a hard link to a symlink as that symlink, from the
+    # hard link's folder: ../../README from TOP is outside.
+    "sdist hard link to a deeper symlink": (
+        lambda: _sdist(_member(f"{TOP}/README", data=b"x"),
+                       _member(f"{TOP}/a/b/s", tarfile.SYMTYPE, "../../README"),
+                       _member(f"{TOP}/h", tarfile.LNKTYPE, f"{TOP}/a/b/s")),
+        SDIST, f"{TOP}/h"),
+    "sdist name longer than PATH_MAX": (
+        lambda: _sdist(_member(f"{TOP}/" + "a" * 5000, data=b"x")), SDIST, f"{TOP}/" + "a" * 80),
+    "wheel member climbing out with ..": (
+        lambda: _wheel("../../evil.py"), WHEEL, "../../evil.py"),
+    "wheel member climbing out with backslashes": (
+        lambda: _wheel("acme_tool\\..\\..\\evil.py"), WHEEL, "acme_tool\\..\\..\\evil.py"),
+    "wheel absolute member": (
+        lambda: _wheel("/usr/lib/python3/evil.py"), WHEEL, "/usr/lib/python3/evil.py"),
+    "zip sdist member climbing out": (
+        lambda: _wheel(f"{TOP}/../../evil.py", top=TOP), "acme_tool-1.0.zip",
+        f"{TOP}/../../evil.py"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE))
+@pytest_twisted.ensureDeferred
+async def test_archive_unpacking_outside_is_400_naming_the_member(server, case):
+    await server.sync()
+    before = snapshot(server.root)
+    build, filename, member = UNSAFE[case]
+    data = build()
+    kind = "bdist_wheel" if filename.endswith(".whl") else "sdist"
+    r, body = await upload(server, data, filename=filename, filetype=kind)
+    assert r.code == 400, (case, body)
+    # twine shows the status line: it names the member (quoted as repr() does).
+    reason = r.phrase.decode()
+    assert reason.startswith("Invalid distribution file: member "), reason
+    assert repr(member).rstrip("'") in reason, reason
+    assert reason in body.decode()
+    # Nothing stored, nothing listed, nothing left behind.
+    assert snapshot(server.root) == before
+    assert os.listdir(os.path.join(server.root, ".ppypi", "incoming")) == []
+    r, listing = await server.get("/simple/")
+    assert r.code == 200 and b"acme-tool" not in listing
+    r, _ = await server.get("/simple/acme-tool/")
+    assert r.code == 404
+
+
+def _inside_links():
+    return _sdist(_member(f"{TOP}/README", data=b"read me\n"),
+                  _member(f"{TOP}/link", tarfile.SYMTYPE, "README"),
+                  _member(f"{TOP}/docs", tarfile.DIRTYPE),
+                  _member(f"{TOP}/docs/readme", tarfile.SYMTYPE, "../README"),
+                  _member(f"{TOP}/docs/here", tarfile.SYMTYPE, "."),
+                  _member(f"{TOP}/copy", tarfile.LNKTYPE, f"{TOP}/README"),
+                  _member(f"{TOP}/src/../setup.py", data=b"x"),
+                  _member(f"./{TOP}/MANIFEST.in", data=b"x"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_links_inside_the_archive_are_accepted(server):
+    await server.sync()
+    r, body = await upload(server, _inside_links(), filename=SDIST, filetype="sdist")
+    assert r.code == 200, body
+    r, listing = await server.get("/simple/acme-tool/")
+    assert r.code == 200 and SDIST.encode() in listing
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE) + ["inside links"])
+def test_without_tarfile_data_filter_the_same_archives_are_refused(tmp_path, monkeypatch, case):
+    """Pythons before 3.10.12 and 3.11.4 have no tarfile.data_filter: the
+    check's stand-in for it refuses the same members, and only those."""
+    from ppypi import metadata
+
+    monkeypatch.setattr(metadata, "_data_filter", None)
+    build, filename, member = UNSAFE.get(case, (_inside_links, SDIST, None))
+    path = tmp_path / filename
+    path.write_bytes(build())
+    kind = "bdist_wheel" if filename.endswith(".whl") else "sdist"
+    if member is None:
+        assert metadata.read_metadata(str(path), kind, filename, check=True) == PKG_INFO
+        return
+    with pytest.raises(metadata.UnsafeArchive) as refused:
+        metadata.read_metadata(str(path), kind, filename, check=True)
+    assert f"member {repr(member).rstrip(chr(39))}" in str(refused.value)

@@ -11,10 +11,14 @@ and the Content-Security-Policy allows nothing else.
 import base64
 import hashlib
 import os
+import shlex
+from collections import namedtuple
 from datetime import datetime, timezone
 
 from twisted.web.template import Tag, flattenString, tags
 
+from ..auth import TOKEN_USER
+from ..config import ANYONE, AUTHENTICATED
 from ..index import latest_version, sort_versions
 from ..metadata import parse_metadata
 
@@ -55,8 +59,31 @@ pre { background: var(--panel); padding: 0.6rem; border-radius: 6px; overflow-x:
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 0.35rem 0.5rem; border-bottom: 1px solid var(--line);
   vertical-align: top; }
-td.hash { font-family: ui-monospace, monospace; font-size: 0.8em; overflow-wrap: anywhere;
-  word-break: break-all; }
+/* main's overflow-wrap: anywhere would let a table's automatic layout squeeze
+   a column to one letter ("whee/l"): in tables a word is broken only when it
+   is longer than the box, and short cells keep to one line. */
+.table th, .table td { overflow-wrap: break-word; }
+.table th, td.kind, td.size { white-space: nowrap; }
+td.file { overflow-wrap: anywhere; }
+td time { white-space: nowrap; }
+td.hash { font-family: ui-monospace, monospace; font-size: 0.8em; word-break: break-all;
+  min-width: 12em; }
+/* Where the page is as wide as it gets, the sha256 fits on one line: there
+   it is easier to compare, and the file name wraps instead. */
+@media (min-width: 60rem) { td.hash { white-space: nowrap; word-break: normal; } }
+/* A phone has no room for four columns: each file becomes a block (its name,
+   then type and size, then the sha256 across the whole width). */
+@media (max-width: 40rem) {
+  table.files, table.files tbody, table.files tr, table.files td { display: block; }
+  table.files thead { position: absolute; width: 1px; height: 1px; overflow: hidden;
+    clip: rect(0 0 0 0); }
+  table.files tr { display: grid; grid-template-columns: auto 1fr; column-gap: 1rem;
+    padding: 0.4rem 0; border-bottom: 1px solid var(--line); }
+  table.files td { border: 0; padding: 0.1rem 0; min-width: 0; }
+  table.files td.file, table.files td.hash { grid-column: 1 / -1; }
+  table.files td.hash::before { content: "sha256 "; font-family: system-ui, sans-serif;
+    color: var(--muted); }
+}
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 0.25rem 1rem; }
 dl.meta dt { color: var(--muted); }
 dl.meta dd { margin: 0; overflow-wrap: anywhere; }
@@ -160,9 +187,19 @@ class ProjectSummary:
         self.haystack = f"{name}\n{self.summary or ''}".lower()
 
 
-def setup_snippets(base, name):
+# How uploads authenticate, for the twine and uv publish lines: the username,
+# the password as a shell word (None: the tool asks for it), and a note.
+# Never the secret itself: the page only says where it is.
+Upload = namedtuple("Upload", "username password note")
+
+# Another repository of the server: its name, the link to it (its home page,
+# or its sign-in link) and whether anyone may read it.
+Neighbour = namedtuple("Neighbour", "name url public")
+
+
+def setup_snippets(base, name, upload=None):
     simple = f"{base}simple/"
-    return [
+    snippets = [
         tags.h2("Set up pip, uv, poetry and twine"),
         tags.p("pip:"), tags.pre(f"pip install --index-url {simple} PACKAGE"),
         tags.p("or in ", tags.code("pip.conf"), ":"),
@@ -171,11 +208,65 @@ def setup_snippets(base, name):
         tags.p("or in ", tags.code("pyproject.toml"), ":"),
         tags.pre(f'[[tool.uv.index]]\nname = "{name}"\nurl = "{simple}"'),
         tags.p("poetry:"), tags.pre(f"poetry source add --priority=primary {name} {simple}"),
-        tags.p("twine:"), tags.pre(f"twine upload --repository-url {base} dist/*"),
+    ]
+    if upload is None:
+        return snippets + [tags.p(class_="muted")("This repository takes no uploads.")]
+    credentials = f" -u {upload.username}" + (
+        f" -p {upload.password}" if upload.password is not None else "")
+    return snippets + [
+        tags.p("twine:"),
+        tags.pre(id="twine-line")(
+            f"twine upload --repository-url {base}{credentials} dist/*"),
+        tags.p("or uv:"),
+        tags.pre(id="uv-publish-line")(f"uv publish --publish-url {base}{credentials}"),
+        tags.p(class_="muted")(upload.note) if upload.note else [],
     ]
 
 
-def home(repo_name, base, summaries, total_files, query=None, results=None):
+def upload_hint(config, token_path=None):
+    """
+    How uploads to the repository of L{RepositoryConfig} C{config}
+    authenticate (an L{Upload}), or None when nobody may upload.
+    C{token_path}: where the zero-configuration upload token is, if the
+    server has one.
+    """
+    write = config.write
+    if write == ANYONE:
+        return Upload("anonymous", "anonymous",
+                      "Anyone may upload: any username and password will do.")
+    if isinstance(write, str) and write != AUTHENTICATED:
+        # The store's own mode (github): the password is one of its tokens.
+        return Upload(write, f'"${write.upper()}_TOKEN"',
+                      f"The password is a {write} token that may push to the "
+                      "repository's store.")
+    if not write:
+        return None
+    if token_path is not None and TOKEN_USER in write:
+        return Upload(TOKEN_USER, f'"$(cat {shlex.quote(token_path)})"',
+                      "Run it on the server, as a user who may read the token file.")
+    if config.write_secret is not None and write == (config.name,):
+        return Upload(config.name, None, "The password is the repository's write secret "
+                                         "(twine and uv ask for it).")
+    return Upload("USERNAME", None, "twine and uv ask for the password.")
+
+
+def _neighbours(neighbours):
+    """The other repositories, in a line: a link to each, a sign-in link where
+    the visitor needs credentials."""
+    if not neighbours:
+        return []
+    items = []
+    for n in neighbours:
+        if items:
+            items.append(", ")
+        items.append(tags.a(href=n.url)(n.name))
+        if not n.public:
+            items.append(" (sign in)")
+    return [tags.p(class_="muted")("Other repositories here: ", *items, ".")]
+
+
+def home(repo_name, base, summaries, total_files, query=None, results=None, upload=None,
+         neighbours=()):
     """The project list (most recently updated first), or search results."""
     shown = results if query else summaries[:LIST_LIMIT]
     items = [tags.li(
@@ -195,10 +286,42 @@ def home(repo_name, base, summaries, total_files, query=None, results=None):
             f"{len(summaries)} projects, {total_files} files.",
             f" The {LIST_LIMIT} most recently updated are listed; search for the others."
             if len(summaries) > LIST_LIMIT else "")]
-    body = [heading, *note, tags.ul(class_="projects")(*items)]
+    body = [heading, *note, *([] if query else _neighbours(neighbours)),
+            tags.ul(class_="projects")(*items)]
     if not query:
-        body += setup_snippets(base, repo_name)
+        body += setup_snippets(base, repo_name, upload)
     return _page(f"ppypi: {repo_name}", base, body, query or "")
+
+
+def sign_in(repo_name, base, login_url, why, neighbours=()):
+    """
+    What a visitor who may not read the repository sees instead of its
+    projects: why, a sign-in link (which asks the browser for credentials),
+    and the other repositories.
+
+    @param why: None (no credentials sent), "invalid" (they were refused), or
+        the reason credentials that were accepted do not allow reading.
+    """
+    if why is None:
+        say = [f"Repository {repo_name} needs you to sign in to see its projects. ",
+               tags.a(href=login_url)("Sign in"), "."]
+    elif why == "invalid":
+        say = ["The username or password your browser sent was not accepted. ",
+               tags.a(href=login_url)("Sign in again"), "."]
+    else:
+        say = [f"{why}. ", tags.a(href=login_url)("Sign in as someone else"), "."]
+    public = [n for n in neighbours if n.public]
+    private = [n for n in neighbours if not n.public]
+    body = [tags.h1(f"Repository {repo_name}"), tags.p(*say)]
+    if public:
+        body += [tags.h2("Repositories anyone may read"), tags.ul(class_="projects")(
+            *[tags.li(tags.a(href=n.url)(tags.strong(n.name))) for n in public])]
+    if private:
+        body += [tags.h2("Other repositories that need signing in"),
+                 tags.ul(class_="projects")(
+                     *[tags.li(tags.a(href=n.url)(tags.strong(n.name)), " (sign in)")
+                       for n in private])]
+    return _page(f"ppypi: {repo_name}", base, body)
 
 
 def _metadata_list(msg):
@@ -291,9 +414,9 @@ def project(repo_name, base, name, files, yanks, version, raw_metadata, pinned):
             tags.td(tags.time(_date(uploaded))),
             tags.td(*state)))
     file_rows = [tags.tr(
-        tags.td(tags.a(href=f"{base}{f.url_path}")(f.filename)),
-        tags.td(f.kind.replace("bdist_wheel", "wheel")),
-        tags.td(_size(f.size)),
+        tags.td(class_="file")(tags.a(href=f"{base}{f.url_path}")(f.filename)),
+        tags.td(class_="kind")(f.kind.replace("bdist_wheel", "wheel")),
+        tags.td(class_="size")(_size(f.size)),
         tags.td(class_="hash")(f.sha256),
     ) for f in sorted(versions[version], key=lambda f: f.filename)]
     pin = f"=={version}" if pinned or version in yanks else ""
@@ -316,7 +439,7 @@ def project(repo_name, base, name, files, yanks, version, raw_metadata, pinned):
         ),
         _metadata_list(msg),
         tags.h2("Files of ", version),
-        tags.div(class_="table")(tags.table(
+        tags.div(class_="table")(tags.table(class_="files")(
             tags.thead(tags.tr(tags.th("File"), tags.th("Type"), tags.th("Size"),
                                tags.th("sha256"))),
             tags.tbody(*file_rows))),
