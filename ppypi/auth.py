@@ -27,7 +27,7 @@ import secrets
 import bcrypt
 from twisted.logger import Logger
 
-from .config import ANYONE, AUTHENTICATED, GITHUB, ConfigError
+from .validate import ANYONE, AUTHENTICATED, ConfigError
 
 READ = "read"
 WRITE = "write"
@@ -178,7 +178,7 @@ class Authenticator:
     log = Logger()
 
     def __init__(self, config, run_in_thread, clock, read_expires=3600,
-                 write_expires=300, token=None, github=None):
+                 write_expires=300, token=None, store_permissions=None):
         self.config = config
         self._run = run_in_thread
         self._clock = clock
@@ -192,9 +192,11 @@ class Authenticator:
             self._htpasswd_stamp = self._stamp()
         self._key = os.urandom(32)
         self._cache = {}  # (hmac, level) -> expiry time
-        # GitHub: {repository name: async f(token) -> scopes or None}
-        self._github = dict(github or {})
-        self._github_cache = {}  # (hmac, level) -> (expiry time, scopes)
+        # Repositories whose read or write is their store's own mode (github):
+        # {repository name: async f(token) -> scopes or None}, the backend's
+        # permissions.
+        self._store_permissions = dict(store_permissions or {})
+        self._store_cache = {}  # (hmac, level) -> (expiry time, scopes)
 
     def _stamp(self):
         try:
@@ -218,8 +220,8 @@ class Authenticator:
         now = self._clock.seconds()
         for key in [k for k, expiry in self._cache.items() if expiry <= now]:
             del self._cache[key]
-        for key in [k for k, (expiry, _) in self._github_cache.items() if expiry <= now]:
-            del self._github_cache[key]
+        for key in [k for k, (expiry, _) in self._store_cache.items() if expiry <= now]:
+            del self._store_cache[key]
         if not self.config.htpasswd:
             return
         try:
@@ -236,7 +238,7 @@ class Authenticator:
                           path=self.config.htpasswd, count=len(self._htpasswd))
 
     def cache_size(self):
-        return len(self._cache) + len(self._github_cache)
+        return len(self._cache) + len(self._store_cache)
 
     def _cache_key(self, username, password, stored):
         mac = hmac.new(self._key, digestmod="sha256")
@@ -256,8 +258,9 @@ class Authenticator:
         """
         username, password = credentials.username, credentials.password
         access = repository.read if need == READ else repository.write
-        if access == GITHUB:
-            return await self._github_authenticate(repository, username, password, need)
+        if access not in (ANYONE, AUTHENTICATED) and isinstance(access, str):
+            # The store's own mode (github): the password is its token.
+            return await self._store_authenticate(repository, username, password, need)
         # private-pypi: the repository's name as username, a secret as password.
         if username == repository.name and (repository.read_secret or repository.write_secret):
             scopes = None
@@ -282,27 +285,28 @@ class Authenticator:
         self._cache[(key, need)] = self._clock.seconds() + self._expires[need]
         return Principal(username)
 
-    async def _github_authenticate(self, repository, username, password, need):
+    async def _store_authenticate(self, repository, username, password, need):
         """
-        The password is a GitHub token: GitHub says what it may do on the
-        repository (pull: read, push: write). Any username is accepted
-        (private-pypi's clients send the repository's name). A revoked token
-        works until its cache entry expires, no longer.
+        The password is a token of the store (a GitHub token): the backend
+        says what it may do on the repository (GitHub: pull is read, push is
+        write). Any username is accepted (private-pypi's clients send the
+        repository's name). A revoked token works until its cache entry
+        expires, no longer.
         """
-        check = self._github.get(repository.name)
+        check = self._store_permissions.get(repository.name)
         if check is None or not password:
             return None
-        key = self._cache_key("github:" + repository.name, password, b"")
+        key = self._cache_key("store:" + repository.name, password, b"")
         now = self._clock.seconds()
         levels = (WRITE,) if need == WRITE else (READ, WRITE)
         for level in levels:
-            hit = self._github_cache.get((key, level))
+            hit = self._store_cache.get((key, level))
             if hit is not None and hit[0] > now:
                 return Principal(username, hit[1], token=password)
         scopes = await check(password)
         if not scopes:
             return None
-        self._github_cache[(key, need)] = (self._clock.seconds() + self._expires[need], scopes)
+        self._store_cache[(key, need)] = (self._clock.seconds() + self._expires[need], scopes)
         return Principal(username, scopes, token=password)
 
 

@@ -81,12 +81,28 @@ def yank(args, stdin=None, stdout=None):
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.load(response)
     except urllib.error.HTTPError as e:
-        raise SystemExit(f"ppypi yank: {e.code} {e.reason}") from None
+        raise SystemExit(f"ppypi yank: {url}: {e.code} {e.reason}"
+                         + _yank_refusal(e.code, args.user)) from None
     except (urllib.error.URLError, OSError) as e:
         raise SystemExit(f"ppypi yank: {url}: {getattr(e, 'reason', e)}") from None
     what = "yanked" if answer["yanked"] else "unyanked"
     stdout.write(f"{what} {answer['project']} {answer['version']}: "
                  f"{', '.join(answer['files'])}\n")
+
+
+def _yank_refusal(code, user):
+    """What a 401 or 403 means for the one yanking: the server's own reason
+    names no option of this command."""
+    if code == 401 and not user:
+        return ("; this server needs credentials to yank: give -u USER (on the "
+                "zero-configuration default: -u __token__ with the token in "
+                "ROOT/.ppypi/upload-token) and the password in PPYPI_PASSWORD or on stdin")
+    if code == 401:
+        return (f"; the server refused the credentials of {user}: check -u and the "
+                "password (PPYPI_PASSWORD or stdin)")
+    if code == 403:
+        return f"; {user} may not yank here: yanking needs write permission on this repository"
+    return ""
 
 
 def _progress(stream):
@@ -104,8 +120,7 @@ def github(args, stdout=None):
     """ppypi github init / reindex, with the daemon's own configuration."""
     from twisted.internet import defer, task
 
-    from .backends.github import GitHubBackend
-    from .backends.github_api import GitHubAPI
+    from .backends import registry
     from .config import ConfigError, load_admin_secret, load_config
 
     stdout = stdout or sys.stdout
@@ -125,12 +140,11 @@ def github(args, stdout=None):
         raise SystemExit(f"ppypi github: repository {rc.name} needs an admin secret")
 
     async def run(reactor):
-        from treq.client import HTTPClient
         from twisted.internet.threads import deferToThread
-        from twisted.web.client import Agent
-        state_dir = os.path.join(root, ".ppypi", "repositories", rc.name)
-        backend = GitHubBackend(rc, GitHubAPI(HTTPClient(Agent(reactor)), rc.api_url, reactor),
-                                state_dir, deferToThread, reactor)
+        backend = registry.create(registry.BackendContext(
+            config=rc, state_dir=os.path.join(root, ".ppypi", "repositories", rc.name),
+            run_in_thread=deferToThread, clock=reactor, http=None,
+            others=[o for o in config.repositories if o is not rc], on_retry=None))
         await deferToThread(backend.prepare)
         if args.action == "init":
             created = await backend.init()

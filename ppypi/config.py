@@ -6,12 +6,16 @@ and the problem, so that start-up stops with one line a person can act on.
 """
 
 import fnmatch
-import math
 import os
 import re
 import sys
+from types import SimpleNamespace
 
 import yaml
+
+from .backends import registry
+from .urls import RESERVED_NAMES
+from .validate import ANYONE, AUTHENTICATED, Checker, ConfigError, Secret, kind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -19,9 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # Names that are URL segments of their own at the top of the server.
-RESERVED_REPOSITORY_NAMES = frozenset(
-    {"simple", "packages", "legacy", "pypi", "project", "health", "metrics", "static", "yank"}
-)
+RESERVED_REPOSITORY_NAMES = RESERVED_NAMES
 _REPOSITORY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # private-pypi allowed any TOML key; keep the URL-safe ones working.
 _LEGACY_REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -32,75 +34,37 @@ DEFAULT_SYNC_INTERVAL = 60.0
 DEFAULT_MAX_FILE_BYTES = 1 << 30
 # Index pages may be cached this long (seconds); files are immutable.
 DEFAULT_PAGE_MAX_AGE = 60
-ANYONE = "anyone"
-AUTHENTICATED = "authenticated"
-GITHUB = "github"
-DOWNLOAD_MODES = ("redirect", "proxy")
-
-
-class ConfigError(Exception):
-    """A configuration mistake: where it is, which key, and what is wrong."""
-
-    def __init__(self, source, key, problem):
-        super().__init__(source, key, problem)
-        self.source = source
-        self.key = key
-        self.problem = problem
-
-    def __str__(self):
-        if self.key:
-            return f"{self.source}: {self.key}: {self.problem}"
-        return f"{self.source}: {self.problem}"
-
-
-class Secret:
-    """A credential whose repr never shows its value."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def __repr__(self):
-        return "Secret(<hidden>)"
-
-    def __eq__(self, other):
-        return isinstance(other, Secret) and other.value == self.value
-
-    def __hash__(self):
-        return hash(self.value)
+__all__ = ["ANYONE", "AUTHENTICATED", "Config", "ConfigError", "RepositoryConfig",
+           "Secret", "load_admin_secret", "load_config", "zero_config"]
 
 
 class RepositoryConfig:
-    """One repository: where its files live and who may read and write."""
+    """
+    One repository: the settings every kind has (who may read and write,
+    sync interval, limits), and C{settings}, its backend's own (a namespace
+    the backend type made from its keys; keywords not named here go there).
+    """
 
-    def __init__(self, name, type, *, path=None, read=ANYONE, write=(),
+    def __init__(self, name, type, *, read=ANYONE, write=(),
                  sync_interval=DEFAULT_SYNC_INTERVAL,
                  max_file_bytes=DEFAULT_MAX_FILE_BYTES, allow_overwrite=False,
-                 owner=None, repo=None, branch="main",
-                 api_url="https://api.github.com", downloads="redirect",
                  read_secret=None, write_secret=None, admin_secret=None,
-                 page_max_age=DEFAULT_PAGE_MAX_AGE):
+                 page_max_age=DEFAULT_PAGE_MAX_AGE, settings=None, **backend_settings):
         self.name = name
         self.type = type
-        self.path = path
         self.read = read
         self.write = write
         self.sync_interval = sync_interval
         self.max_file_bytes = max_file_bytes
         self.allow_overwrite = allow_overwrite
-        self.owner = owner
-        self.repo = repo
-        self.branch = branch
-        self.api_url = api_url
-        self.downloads = downloads
         self.read_secret = read_secret
         self.write_secret = write_secret
         self.admin_secret = admin_secret
         self.page_max_age = page_max_age
+        self.settings = settings if settings is not None else SimpleNamespace(**backend_settings)
 
     def __repr__(self):
-        return f"RepositoryConfig({self.name!r}, {self.type!r}, path={self.path!r})"
+        return f"RepositoryConfig({self.name!r}, {self.type!r}, {self.settings!r})"
 
 
 class Config:
@@ -125,10 +89,11 @@ class Config:
 
 
 def zero_config(root):
-    """One filesystem repository in ROOT; anyone reads; the upload token writes."""
+    """One repository of the default kind in ROOT; anyone reads; the upload token writes."""
     return Config(
-        [RepositoryConfig("default", "filesystem", path=os.path.abspath(root),
-                          read=ANYONE, write=("__token__",))],
+        [RepositoryConfig("default", registry.DEFAULT, read=ANYONE, write=("__token__",),
+                          settings=registry.get(registry.DEFAULT).settings(
+                              Checker("zero configuration"), {}, "default", root))],
         zero_config=True,
     )
 
@@ -181,79 +146,12 @@ def _parse(label, text, fmt):
 
 # -- validating ------------------------------------------------------------
 
-
-class _Checker:
-    def __init__(self, source):
-        self.source = source
-
-    def fail(self, key, problem):
-        raise ConfigError(self.source, key, problem)
-
-    def mapping(self, value, key):
-        if not isinstance(value, dict):
-            self.fail(key, f"must be a mapping, not {_kind(value)}")
-        return value
-
-    def string(self, value, key, nonempty=True):
-        if not isinstance(value, str):
-            self.fail(key, f"must be a string, not {_kind(value)}")
-        if nonempty and not value:
-            self.fail(key, "must not be empty")
-        return value
-
-    def number(self, value, key, integer=False, minimum=None):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(key, f"must be a number, not {_kind(value)}")
-        if integer and not isinstance(value, int):
-            self.fail(key, "must be a whole number")
-        if not math.isfinite(value):
-            self.fail(key, "must be a finite number")
-        if minimum is not None and value < minimum:
-            self.fail(key, f"must be at least {minimum}")
-        return value
-
-    def boolean(self, value, key):
-        if not isinstance(value, bool):
-            self.fail(key, f"must be true or false, not {_kind(value)}")
-        return value
-
-    def unknown(self, mapping, allowed, key):
-        for k in mapping:
-            if k not in allowed:
-                where = f"{key}.{k}" if key else str(k)
-                self.fail(where, "unknown key (known: " + ", ".join(sorted(allowed)) + ")")
-
-    def access(self, value, key, allow_github):
-        if isinstance(value, str):
-            allowed = {ANYONE, AUTHENTICATED} | ({GITHUB} if allow_github else set())
-            if value not in allowed:
-                self.fail(key, f"must be {', '.join(sorted(allowed))} or a list of users, not {value!r}")
-            return value
-        if isinstance(value, list):
-            for i, user in enumerate(value):
-                self.string(user, f"{key}[{i}]")
-            return tuple(value)
-        self.fail(key, f"must be a string or a list of users, not {_kind(value)}")
-
-
-def _kind(value):
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
-
-
-_YAML_REPO_KEYS = {
-    "filesystem": {"type", "path", "read", "write", "sync_interval", "max_file_bytes",
-                   "allow_overwrite", "page_max_age"},
-    "github": {"type", "owner", "repo", "branch", "api_url", "read", "write",
-               "sync_interval", "max_file_bytes", "allow_overwrite", "downloads",
-               "page_max_age"},
-}
+COMMON_KEYS = frozenset({"type", "read", "write", "sync_interval", "max_file_bytes",
+                         "allow_overwrite", "page_max_age"})
 
 
 def _yaml_config(data, source, root, config_dir):
-    c = _Checker(source)
+    c = Checker(source)
     c.mapping(data, "")
     c.unknown(data, {"repositories", "users", "htpasswd", "reserved"}, "")
     if "repositories" not in data:
@@ -269,16 +167,14 @@ def _yaml_config(data, source, root, config_dir):
         if name in RESERVED_REPOSITORY_NAMES:
             c.fail(key, f"{name!r} is a URL of the server; choose another name")
         c.mapping(spec, key)
-        rtype = spec.get("type", "filesystem")
-        if not isinstance(rtype, str) or rtype not in _YAML_REPO_KEYS:
-            c.fail(f"{key}.type", f"must be filesystem or github, not {rtype!r}")
-        c.unknown(spec, _YAML_REPO_KEYS[rtype], key)
-        kwargs = _common_repo_settings(c, spec, key, rtype)
-        if rtype == "filesystem":
-            path = c.string(spec.get("path", "."), f"{key}.path")
-            kwargs["path"] = os.path.normpath(os.path.join(root, path))
-        else:
-            kwargs.update(_github_settings(c, spec, key))
+        rtype = spec.get("type", registry.DEFAULT)
+        backend_type = registry.get(rtype) if isinstance(rtype, str) else None
+        if backend_type is None or backend_type.name != rtype:
+            known = " or ".join(t.name for t in registry.types())
+            c.fail(f"{key}.type", f"must be {known}, not {rtype!r}")
+        c.unknown(spec, COMMON_KEYS | backend_type.keys, key)
+        kwargs = _common_repo_settings(c, spec, key, backend_type)
+        kwargs["settings"] = backend_type.settings(c, spec, key, root)
         repositories.append(RepositoryConfig(name, rtype, **kwargs))
 
     users = {}
@@ -302,7 +198,7 @@ def _yaml_config(data, source, root, config_dir):
 
     reserved = data.get("reserved", []) or []
     if not isinstance(reserved, list):
-        c.fail("reserved", f"must be a list of name patterns, not {_kind(reserved)}")
+        c.fail("reserved", f"must be a list of name patterns, not {kind(reserved)}")
     for i, pattern in enumerate(reserved):
         c.string(pattern, f"reserved[{i}]")
     # Patterns match normalised names, so normalise them the same way.
@@ -313,11 +209,11 @@ def _yaml_config(data, source, root, config_dir):
     return config
 
 
-def _common_repo_settings(c, spec, key, rtype):
-    allow_github = rtype == "github"
+def _common_repo_settings(c, spec, key, backend_type):
+    mode = backend_type.store_mode
     return dict(
-        read=c.access(spec.get("read", ANYONE), f"{key}.read", allow_github),
-        write=c.access(spec.get("write", []), f"{key}.write", allow_github),
+        read=c.access(spec.get("read", ANYONE), f"{key}.read", mode),
+        write=c.access(spec.get("write", []), f"{key}.write", mode),
         sync_interval=float(c.number(spec.get("sync_interval", DEFAULT_SYNC_INTERVAL),
                                      f"{key}.sync_interval", minimum=0.1)),
         max_file_bytes=c.number(spec.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES),
@@ -329,26 +225,7 @@ def _common_repo_settings(c, spec, key, rtype):
     )
 
 
-def _github_settings(c, spec, key):
-    out = {}
-    for field in ("owner", "repo"):
-        if field not in spec:
-            c.fail(f"{key}.{field}", "is required for a github repository")
-        out[field] = c.string(spec[field], f"{key}.{field}")
-    out["branch"] = c.string(spec.get("branch", "main"), f"{key}.branch")
-    api_url = c.string(spec.get("api_url", "https://api.github.com"), f"{key}.api_url")
-    if not api_url.startswith(("https://", "http://")):
-        c.fail(f"{key}.api_url", "must be an http(s) URL")
-    out["api_url"] = api_url.rstrip("/")
-    downloads = spec.get("downloads", "redirect")
-    if downloads not in DOWNLOAD_MODES:
-        c.fail(f"{key}.downloads", f"must be redirect or proxy, not {downloads!r}")
-    out["downloads"] = downloads
-    return out
-
-
 def _check_repositories(c, config, users):
-    seen_paths = {}
     for r in config.repositories:
         for what in ("read", "write"):
             access = getattr(r, what)
@@ -359,28 +236,20 @@ def _check_repositories(c, config, users):
                     ):
                         c.fail(f"repositories.{r.name}.{what}",
                                f"user {user!r} is not defined under users")
-        if r.type == "filesystem":
-            if r.path in seen_paths:
-                c.fail(f"repositories.{r.name}.path",
-                       f"is the same folder as repository {seen_paths[r.path]!r}")
-            seen_paths[r.path] = r.name
+    for backend_type in registry.types():
+        backend_type.check(c, [r for r in config.repositories if r.type == backend_type.name])
 
 
 # private-pypi's TOML ------------------------------------------------------
 
-_TOML_TYPES = {"file_system": "filesystem", "github": "github"}
-_TOML_KEYS = {
-    "filesystem": {"type", "read_secret", "write_secret", "max_file_bytes",
-                   "sync_index_interval", "local_paths", "path"},
-    "github": {"type", "owner", "repo", "branch", "index_filename",
-               "max_file_bytes", "sync_index_interval", "api_url", "downloads"},
-}
+_TOML_COMMON_KEYS = frozenset({"type", "max_file_bytes", "sync_index_interval"})
 
 
 def _toml_config(data, source, root):
-    c = _Checker(source)
+    c = Checker(source)
     if not data:
         c.fail(None, "names no repository")
+    toml_names = [t.toml_name for t in registry.types() if t.toml_name]
     repositories = []
     for name, spec in data.items():
         key = name
@@ -390,35 +259,20 @@ def _toml_config(data, source, root):
             c.fail(key, f"{name!r} is a URL of the server; choose another name")
         c.mapping(spec, key)
         if "type" not in spec:
-            c.fail(f"{key}.type", "is required (file_system or github)")
-        rtype = _TOML_TYPES.get(spec["type"]) if isinstance(spec["type"], str) else None
-        if rtype is None:
-            c.fail(f"{key}.type", f"must be file_system or github, not {spec['type']!r}")
-        c.unknown(spec, _TOML_KEYS[rtype], key)
+            c.fail(f"{key}.type", f"is required ({' or '.join(toml_names)})")
+        backend_type = registry.get(spec["type"]) if isinstance(spec["type"], str) else None
+        if backend_type is None or backend_type.toml_name != spec["type"]:
+            c.fail(f"{key}.type", f"must be {' or '.join(toml_names)}, not {spec['type']!r}")
+        c.unknown(spec, _TOML_COMMON_KEYS | backend_type.toml_keys, key)
         kwargs = dict(
             sync_interval=float(c.number(spec.get("sync_index_interval", DEFAULT_SYNC_INTERVAL),
                                          f"{key}.sync_index_interval", minimum=0.1)),
             max_file_bytes=c.number(spec.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES),
                                     f"{key}.max_file_bytes", integer=True, minimum=1),
         )
-        if rtype == "filesystem":
-            # private-pypi's secrets: the repository name is the username.
-            secrets = {}
-            for field in ("read_secret", "write_secret"):
-                if field in spec:
-                    secrets[field] = Secret(c.string(spec[field], f"{key}.{field}"))
-            if "write_secret" in secrets and "read_secret" not in secrets:
-                c.fail(f"{key}.read_secret", "is required when write_secret is set")
-            kwargs.update(secrets)
-            kwargs["read"] = AUTHENTICATED if secrets else ANYONE
-            kwargs["write"] = (name,) if "write_secret" in secrets else ()
-            path = c.string(spec.get("path", name), f"{key}.path")
-            kwargs["path"] = os.path.normpath(os.path.join(root, path))
-        else:
-            kwargs.update(_github_settings(c, spec, key))
-            kwargs["read"] = GITHUB
-            kwargs["write"] = GITHUB
-        repositories.append(RepositoryConfig(name, rtype, **kwargs))
+        settings, common = backend_type.toml_settings(c, spec, key, root, name)
+        kwargs.update(common)
+        repositories.append(RepositoryConfig(name, backend_type.name, settings=settings, **kwargs))
     config = Config(repositories)
     _check_repositories(c, config, None)
     return config
@@ -440,7 +294,7 @@ def load_config(value, root, is_text=False):
     if data is None:
         raise ConfigError(label, None, "is empty")
     if not isinstance(data, dict):
-        raise ConfigError(label, None, f"must be a mapping, not {_kind(data)}")
+        raise ConfigError(label, None, f"must be a mapping, not {kind(data)}")
     config_dir = os.path.dirname(os.path.abspath(value)) if not is_text else os.path.abspath(root)
     if fmt == "toml" and "repositories" not in data:
         return _toml_config(data, label, root)
@@ -460,9 +314,9 @@ def load_admin_secret(value, config, is_text=False, environ=os.environ):
         return
     label, text, fmt = _read_source(value, is_text, "--admin-secret")
     data, fmt = _parse(label, text, fmt)
-    c = _Checker(label)
+    c = Checker(label)
     if not isinstance(data, dict):
-        c.fail(None, f"must be a mapping of repository names, not {_kind(data)}")
+        c.fail(None, f"must be a mapping of repository names, not {kind(data)}")
     names = {r.name: r for r in config.repositories}
     for name, spec in data.items():
         if name not in names:
@@ -470,7 +324,7 @@ def load_admin_secret(value, config, is_text=False, environ=os.environ):
         c.mapping(spec, name)
         c.unknown(spec, {"raw", "env", "type"}, name)
         if "type" in spec and (not isinstance(spec["type"], str) or
-                               _TOML_TYPES.get(spec["type"], spec["type"]) != names[name].type):
+                               getattr(registry.get(spec["type"]), "name", None) != names[name].type):
             c.fail(f"{name}.type", f"says {spec['type']!r} but the repository is {names[name].type}")
         if ("raw" in spec) == ("env" in spec):
             c.fail(name, "needs exactly one of raw or env")

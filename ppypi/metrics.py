@@ -14,6 +14,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 
+from .urls import REPOSITORY_HEADS, SERVER_HEADS
+
+_HEADS = frozenset(h.encode() for h in REPOSITORY_HEADS + SERVER_HEADS) | {b""}
 _METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
 
 # Latency buckets for an index whose pages answer in well under a millisecond.
@@ -24,12 +27,11 @@ def route_of(method, path):
     """A small, fixed set of route names for a request (labels stay bounded)."""
     segments = path.split(b"?", 1)[0].strip(b"/").split(b"/")
     head = segments[0] if segments else b""
-    if head not in (b"simple", b"packages", b"pypi", b"yank", b"health", b"metrics", b"legacy",
-                    b"project", b""):
+    if head not in _HEADS:
         segments = segments[1:]  # /R/...: the same routes under a repository
         head = segments[0] if segments else b""
-    if method == b"POST" and head in (b"", b"legacy"):
-        return "upload"
+    if method == b"POST" and (head in (b"", b"legacy") or segments == [b"simple"]):
+        return "upload"  # POST /simple/: private-pypi's upload URL
     if head == b"simple":
         return "simple_root" if len(segments) == 1 else "simple_project"
     if head == b"packages":
@@ -48,7 +50,7 @@ class Metrics:
 
     def __init__(self, repositories=()):
         self.registry = CollectorRegistry(auto_describe=True)
-        self.repositories = list(repositories)
+        self.repositories = repositories  # read at scrape time (tap fills the list)
         # Requests are counted in plain dicts, read at scrape time: a
         # prometheus_client Counter and Histogram (locks, label lookups) cost
         # a tenth of answering an index page, for every request.

@@ -2,22 +2,18 @@
 A repository: its configuration, its backend and its index, kept in step.
 """
 
-import json
-import os
 import time
 
 from packaging.version import Version
-
-from .names import version_of
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
-from .backends.filesystem import write_atomically
+from .backends import BackendError, Conflict
 from .index import RepositoryIndex
+from .names import version_of
 
-
-class FileConflict(Exception):
-    """A file of that name exists with other content."""
+# A file of that name exists with other content (the backend's Conflict).
+FileConflict = Conflict
 
 
 class Repository:
@@ -30,15 +26,12 @@ class Repository:
 
     log = Logger()
 
-    def __init__(self, config, backend, state_dir, run_in_thread, clock):
+    def __init__(self, config, backend, clock, metrics=None):
         self.config = config
         self.name = config.name
         self.backend = backend
         self.index = RepositoryIndex(config.name)
-        self.state_dir = state_dir
-        self._run = run_in_thread
         self._clock = clock
-        self._held_path = os.path.join(state_dir, "held-names.json")
         self._held_saved = frozenset()
         self.healthy = False
         self.last_error = None
@@ -47,25 +40,17 @@ class Repository:
         self.syncs = 0
         self._locks = {}            # filename -> DeferredLock
         self._yank_lock = DeferredLock()
-        self.metrics = None
+        self.metrics = metrics
         self._changes = None        # {filename: DistFile or None} while a scan runs
 
-    def _load_held(self):
+    async def _load_held(self):
         try:
-            with open(self._held_path, "rb") as f:
-                names = json.load(f)
-            return {n for n in names if isinstance(n, str)}
-        except FileNotFoundError:
-            return set()
-        except (ValueError, OSError, TypeError) as e:
-            self.log.warn("repository {repo}: {path} unreadable ({e}); "
+            return await self.backend.load_held()
+        except BackendError as e:
+            self.log.warn("repository {repo}: names held unreadable ({e}); "
                           "names held before are known again as they are seen",
-                          repo=self.name, path=self._held_path, e=e)
+                          repo=self.name, e=e)
             return set()
-
-    def _save_held(self, names):
-        os.makedirs(self.state_dir, exist_ok=True)
-        write_atomically(self._held_path, json.dumps(sorted(names)).encode())
 
     async def sync(self):
         """
@@ -74,7 +59,7 @@ class Repository:
         """
         try:
             if not self.index.ready and not self._held_saved:
-                held = await self._run(self._load_held)
+                held = await self._load_held()
                 self.index.held |= held
                 self._held_saved = frozenset(held)
             started = self._clock.seconds()
@@ -96,12 +81,12 @@ class Repository:
             added, removed = self.index.replace(files.values())
             if self.index.held != self._held_saved:
                 names = frozenset(self.index.held)
-                await self._run(self._save_held, names)
+                await self.backend.save_held(names)
                 self._held_saved = names
         except Exception as e:
             self.healthy = False
             self.last_error = str(e) or type(e).__name__
-            # When GitHub said how long to wait, clients hear the same.
+            # When the store said how long to wait, clients hear the same.
             self.retry_after = getattr(e, "retry_after", None)
             if self.metrics is not None:
                 self.metrics.backend_error(self.name, "sync")
@@ -122,14 +107,14 @@ class Repository:
                 seconds=self._clock.seconds() - started)
         return True
 
-    def mark_failing(self, error, retry_after=None):
+    def _mark_failing(self, error):
         """
         The backend failed outside a sync (an upload): until a sync succeeds,
         the repository is failing, so no name falls through to the extra index.
         """
         self.healthy = False
         self.last_error = str(error) or type(error).__name__
-        self.retry_after = retry_after
+        self.retry_after = error.retry_after
 
     def _record(self, filename, dist):
         if self._changes is not None:
@@ -152,7 +137,9 @@ class Repository:
         Store and index an upload that passed its checks.
 
         @return: "stored", or "same" when the file exists with this content.
-        @raise FileConflict: the file exists with other content.
+        @raise Conflict: the file exists with other content.
+        @raise BackendError: the store failed (the repository is failing
+            until a sync succeeds).
         """
         filename = checked.dist.filename
         lock = await self._locked(filename)
@@ -162,12 +149,16 @@ class Repository:
                 return "same"
             overwrite = existing is not None and self.config.allow_overwrite
             if existing is not None and not overwrite:
-                raise FileConflict(filename)
-            status, dist = await self.backend.store(
-                upload, checked, overwrite=overwrite, principal=principal,
-                replacing=existing if overwrite else None)
-            if status == "conflict":
-                raise FileConflict(filename)
+                raise Conflict(filename)
+            try:
+                status, dist = await self.backend.store(
+                    upload, checked, overwrite=overwrite, principal=principal,
+                    replacing=existing if overwrite else None)
+            except BackendError as e:
+                self.log.error("repository {repo}: storing {filename} failed: {e}",
+                               repo=self.name, filename=filename, e=str(e))
+                self._mark_failing(e)
+                raise
             self.index.add(dist)
             self._record(filename, dist)
             if status == "stored":
@@ -237,5 +228,5 @@ class Repository:
             "projects": len(self.index.projects),
             "last_sync": self.last_sync,
             "error": self.last_error,
-            "hashed_since_start": getattr(self.backend, "hashed_total", None),
+            **self.backend.status(),
         }

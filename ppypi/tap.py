@@ -2,6 +2,7 @@
 The daemon's wiring: C{twistd ppypi} options and the service they make.
 """
 
+import getopt
 import math
 import os
 import sys
@@ -10,6 +11,7 @@ from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -18,9 +20,8 @@ from twisted.python.threadpool import ThreadPool
 
 from . import heap
 from .auth import Authenticator, load_or_create_token
-from .backends.filesystem import FilesystemBackend
-from .backends.github import GitHubBackend
-from .backends.github_api import GitHubAPI
+from .backends import registry
+from .backends.registry import BackendContext
 from .config import ConfigError, load_admin_secret, load_config
 from .metrics import Metrics
 from .repository import Repository
@@ -49,7 +50,8 @@ def _positive(name, value, kind=float):
 class Options(usage.Options):
     """C{twistd ppypi} options; see SPEC.md."""
 
-    synopsis = "--root ROOT [options]"
+    # ROOT alone is how private-pypi's server was started.
+    synopsis = "[--root] ROOT [options]"
 
     optParameters = [
         ["root", None, None, "data folder: state, index, and the default repository's files"],
@@ -89,7 +91,34 @@ class Options(usage.Options):
                 name, eq, value = arg.partition("=")
                 arg = name.replace("_", "-") + eq + value
             fixed.append(arg)
-        super().parseOptions(fixed)
+        super().parseOptions(self._options_first(fixed))
+
+    def _options_first(self, args):
+        """
+        The options, then the positional arguments: getopt stops at the
+        first positional one, and private-pypi's server was started as
+        C{ROOT --config ...}.
+        """
+        try:
+            opts, positional = getopt.gnu_getopt(args, self.shortOpt, self.longOpt)
+        except getopt.error as e:
+            raise usage.UsageError(str(e)) from None
+        out = []
+        for name, value in opts:
+            if name.startswith("--"):
+                out.append(f"{name}={value}" if name[2:] + "=" in self.longOpt else name)
+            else:
+                out.append(name + value)
+        return out + ["--", *positional] if positional else out
+
+    def parseArgs(self, *roots):
+        if len(roots) > 1:
+            raise usage.UsageError(f"one ROOT, not {len(roots)}: " + " ".join(map(repr, roots)))
+        if roots:
+            root, given = roots[0], self["root"]
+            if given and os.path.abspath(given) != os.path.abspath(root):
+                raise usage.UsageError(f"ROOT {root!r} and --root {given!r} differ; give one")
+            self["root"] = given or root
 
     def postOptions(self):
         if not self["root"]:
@@ -120,10 +149,16 @@ class Options(usage.Options):
 def _check_endpoint(description):
     from twisted.internet import endpoints, reactor
 
-    if description.startswith("systemd:") and "LISTEN_FDS" not in os.environ:
-        # Outside systemd there are no sockets to look up; check the syntax
-        # only, and let systemd's own start-up find the descriptor.
+    if description.startswith("systemd:"):
+        # The syntax, then the socket systemd passed, if it did. (Outside
+        # systemd there is none to look up; and LISTEN_FDS is no sign of it:
+        # Twisted takes it out of the environment as it is imported.)
         _check_systemd_endpoint(description)
+        try:
+            endpoint = endpoints.serverFromString(reactor, description)
+        except (IndexError, KeyError):
+            return
+        _check_adopted_family(description, endpoint.fileno, endpoint.addressFamily)
         return
     try:
         endpoint = endpoints.serverFromString(reactor, description)
@@ -132,6 +167,27 @@ def _check_endpoint(description):
     port = getattr(endpoint, "_port", None)
     if isinstance(port, int) and not 0 <= port <= 65535:
         raise usage.UsageError(f"--listen {description!r}: port must be 0-65535")
+
+
+def _check_adopted_family(description, fileno, family):
+    """
+    The socket systemd passed is of the family domain= names: Twisted adopts
+    it as that family, and the wrong one serves but reads every client
+    address as garbage (ListenStream=8888 is an INET6 socket).
+    """
+    import socket
+
+    try:
+        passed = socket.socket(fileno=fileno)
+    except OSError as e:
+        raise usage.UsageError(f"--listen {description!r}: descriptor {fileno}: {e.strerror}") from None
+    actual = passed.family
+    passed.detach()  # the descriptor stays open, for the endpoint
+    if actual != family:
+        name = {socket.AF_INET: "INET", socket.AF_INET6: "INET6",
+                socket.AF_UNIX: "UNIX"}.get(actual, str(actual))
+        raise usage.UsageError(f"--listen {description!r}: the socket systemd passed "
+                               f"is {name}: use domain={name}")
 
 
 def _check_systemd_endpoint(description):
@@ -157,9 +213,49 @@ class DaemonService(MultiService):
     would never finish and the process would not exit.
     """
 
-    def __init__(self, pool_service):
+    def __init__(self, pool_service, twistd=None):
         super().__init__()
         self.pool_service = pool_service
+        # twistd's own options (foreground or not, pidfile), if run by twistd.
+        self.twistd = twistd if twistd is not None else {}
+        self.endpoints = {}  # listening service -> its endpoint string
+
+    def privilegedStartService(self):
+        # MultiService's, but a port that cannot be had stops start-up with
+        # one line, as a mistake in the configuration does (twistd would
+        # print the traceback).
+        Service.privilegedStartService(self)
+        for service in self:
+            try:
+                service.privilegedStartService()
+            except (CannotListenError, OSError) as e:
+                if service not in self.endpoints:
+                    raise
+                self._cannot_listen(self.endpoints[service], e)
+
+    def _cannot_listen(self, endpoint, error):
+        cause = getattr(error, "socketError", None) or error
+        reason = getattr(cause, "strerror", None) or str(cause)
+        line = f"ppypi: cannot listen on {endpoint}: {reason[:1].lower()}{reason[1:]}"
+        twistd = self.twistd
+        # Before the parent twistd is told (it exits then).
+        _remove_own_pidfile(twistd.get("pidfile"))
+        if twistd.get("nodaemon", True):
+            # sys.stderr goes to the log by now; the line goes where the
+            # configuration's errors go.
+            stream = sys.__stderr__ or sys.stderr
+            stream.write(line + "\n")
+            stream.flush()
+        else:
+            # Daemonised, stderr is gone: the log has it, and the parent
+            # twistd, which waits on this pipe, prints it and exits 1.
+            log.critical("{line}", line=line)
+            pipe = twistd.get("statusPipe")
+            if pipe is not None:
+                os.write(pipe, b"1 " + line.encode("ascii", "backslashreplace")[:98])
+                os.close(pipe)
+                twistd["statusPipe"] = None
+        raise SystemExit(2)
 
     async def _stop(self):
         others = [s for s in reversed(list(self)) if s is not self.pool_service]
@@ -170,6 +266,20 @@ class DaemonService(MultiService):
     def stopService(self):
         Service.stopService(self)
         return Deferred.fromCoroutine(self._stop())
+
+
+def _remove_own_pidfile(path):
+    """twistd removes its pidfile when start-up raises an exception, not on
+    SystemExit: remove it, if it is this process's."""
+    if not path:
+        return
+    try:
+        with open(path) as f:
+            if int(f.read().strip() or 0) != os.getpid():
+                return
+        os.unlink(path)
+    except (OSError, ValueError):
+        pass
 
 
 class ThreadPoolService(Service):
@@ -207,43 +317,37 @@ def build(options, config, reactor, run_in_thread, token=None, http=None,
 
     Blocking (start-up only): it prepares the folders.
 
-    @param http: the treq C{HTTPClient} for GitHub (default: a real one).
+    @param http: the treq C{HTTPClient} for backends that speak HTTP
+        (default: each makes a real one).
     @param after_sync: called after each periodic sync (the daemon settles
         its heap there, see L{ppypi.heap}).
     """
     root = os.path.abspath(options["root"])
     state_root = os.path.join(root, ".ppypi")
     repositories = []
-    github = {}
+    metrics = Metrics(repositories)  # it reads the list at scrape time
     for rc in config.repositories:
-        state_dir = os.path.join(state_root, "repositories", rc.name)
-        if rc.type == "github":
-            backend = _github_backend(options, rc, state_dir, reactor, run_in_thread, http)
-            github[rc.name] = backend.permissions
-        else:
-            others = [o.path for o in config.repositories
-                      if o is not rc and o.type == "filesystem"]
-            backend = FilesystemBackend(rc.name, rc.path, state_dir, run_in_thread,
-                                        exclude=others)
+        context = BackendContext(
+            config=rc, state_dir=os.path.join(state_root, "repositories", rc.name),
+            run_in_thread=run_in_thread, clock=reactor, http=http,
+            others=[o for o in config.repositories if o is not rc],
+            on_retry=lambda name=rc.name: metrics.retry(name))
+        backend = registry.create(context)
         stray = backend.prepare()
         if stray:
             log.warn("repository {repo}: removed {count} unfinished uploads left by a crash",
                      repo=rc.name, count=stray)
-        repositories.append(Repository(rc, backend, state_dir, run_in_thread, reactor))
+        repositories.append(Repository(rc, backend, reactor, metrics))
 
     authenticator = Authenticator(
         config, run_in_thread, reactor,
         read_expires=options.get("auth-read-expires", 3600),
-        write_expires=options.get("auth-write-expires", 300), token=token, github=github)
-    metrics = Metrics(repositories)
-    for r in repositories:
-        r.metrics = metrics
-        api = getattr(r.backend, "api", None)
-        if api is not None:
-            api.on_retry = lambda name=r.name: metrics.retry(name)
+        write_expires=options.get("auth-write-expires", 300), token=token,
+        store_permissions={r.name: r.backend.permissions for r in repositories})
+    token_path = os.path.join(state_root, "upload-token") if token is not None else None
     apps = {
         r.name: RepositoryApp(r, authenticator, run_in_thread, options["extra-index-url"],
-                              config.is_reserved, metrics)
+                              config.is_reserved, metrics, token_path)
         for r in repositories
     }
     spool_dir = os.path.join(state_root, "tmp")
@@ -272,23 +376,6 @@ def _after(_, hook):
         hook()
     except Exception:
         log.failure("after a sync")
-
-
-def _github_backend(options, rc, state_dir, reactor, run_in_thread, http):
-    if rc.write not in ("github", ()) and rc.admin_secret is None:
-        raise ConfigError(options["admin-secret"] or "--admin-secret", rc.name,
-                          "a github repository written by local users needs an admin "
-                          "secret (a token with push access) to write with")
-    if rc.admin_secret is None:
-        log.warn("repository {repo}: no admin secret; syncing {owner}/{name} anonymously "
-                 "(a private repository will not be readable)",
-                 repo=rc.name, owner=rc.owner, name=rc.repo)
-    if http is None:
-        from treq.client import HTTPClient
-        from twisted.web.client import Agent, HTTPConnectionPool
-        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
-    return GitHubBackend(rc, GitHubAPI(http, rc.api_url, reactor), state_dir,
-                         run_in_thread, reactor)
 
 
 def makeService(options):
@@ -327,12 +414,14 @@ def makeService(options):
         raise SystemExit(2)
 
     pool_service = ThreadPoolService(pool)
-    service = DaemonService(pool_service)
+    service = DaemonService(pool_service, twistd=getattr(options, "parent", None))
     pool_service.setServiceParent(service)
     for timer in timers:
         timer.setServiceParent(service)
     for endpoint in options["listen"]:
-        strports.service(endpoint, site).setServiceParent(service)
+        listening = strports.service(endpoint, site)
+        listening.setServiceParent(service)
+        service.endpoints[listening] = endpoint
     log.info("ppypi serving {repos} from {root}",
              repos=", ".join(r.name for r in repositories), root=options["root"])
     return service

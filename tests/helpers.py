@@ -8,6 +8,7 @@ import uuid
 from treq.testing import StubTreq
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
+from twisted.web.iweb import IBodyProducer
 
 from ppypi.auth import load_or_create_token
 from ppypi.config import load_admin_secret, load_config
@@ -63,8 +64,10 @@ def run_now(f, *args, **kwargs):
 
 class StubHTTP(StubTreq):
     """
-    StubTreq that also takes file objects as request bodies (as treq's real
-    HTTPClient does; StubTreq only takes bytes), for the GitHub backend.
+    StubTreq that also takes file objects and body producers as request
+    bodies (as treq's real HTTPClient does; StubTreq only takes bytes), for
+    the GitHub backend. A producer must finish at once (the in-process
+    tests run the thread pool's work synchronously).
     """
 
     def __init__(self, resource):
@@ -75,9 +78,19 @@ class StubHTTP(StubTreq):
             data = kwargs.get("data")
             if hasattr(data, "read"):
                 kwargs["data"] = data.read()
+            elif IBodyProducer.providedBy(data):
+                chunks = []
+                done = data.startProducing(_Collect(chunks.append))
+                assert done.called, "a body producer that did not finish at once"
+                kwargs["data"] = b"".join(chunks)
             return stub_request(method, url, **kwargs)
 
         self.request = request
+
+
+class _Collect:
+    def __init__(self, write):
+        self.write = write
 
 
 def drive(d, clock, step=1.0, limit=600, stubs=()):
@@ -120,9 +133,6 @@ class InProcess:
         self.config = load_config(path, self.root)
         if admin_secret_text is not None:
             load_admin_secret(admin_secret_text, self.config, is_text=True)
-        for rc in self.config.repositories:
-            if rc.type == "filesystem":
-                os.makedirs(rc.path, exist_ok=True)
         self.clock = clock or Clock()
         options = {"root": self.root, "config": path, "extra-index-url": extra_index_url,
                    "admin-secret": None, "auth-read-expires": read_expires,

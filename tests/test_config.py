@@ -258,7 +258,7 @@ def test_zero_config(tmp_path):
     config = load_config(None, root)
     [r] = config.repositories
     assert (r.name, r.type, r.read) == ("default", "filesystem", "anyone")
-    assert r.path == os.path.abspath(root)
+    assert r.settings.path == os.path.abspath(root)
 
 
 SPEC_EXAMPLE = f"""\
@@ -292,13 +292,13 @@ def test_spec_example(tmp_path):
     assert [r.name for r in config.repositories] == ["default", "acme"]
     default, acme = config.repositories
     assert default.type == "filesystem"
-    assert default.path == os.path.join(root, "packages")
+    assert default.settings.path == os.path.join(root, "packages")
     assert default.read == "anyone" and tuple(default.write) == ("alice", "ci")
     assert default.sync_interval == 60 and default.max_file_bytes == 1 << 30
     assert default.allow_overwrite is False
-    assert (acme.type, acme.owner, acme.repo, acme.branch) == (
+    assert (acme.type, acme.settings.owner, acme.settings.repo, acme.settings.branch) == (
         "github", "acme", "python-packages", "main")
-    assert acme.api_url == "https://api.github.com"
+    assert acme.settings.api_url == "https://api.github.com"
     assert acme.read == acme.write == "github"
     assert config.users == {"alice": HASH}
     # htpasswd is relative to the config file's folder, not ROOT or the cwd.
@@ -316,7 +316,7 @@ def test_order_of_repositories_is_kept(tmp_path):
 def test_defaults_of_a_minimal_repository(tmp_path):
     config = load(tmp_path, repo())
     [r] = config.repositories
-    assert r.path == root_of(tmp_path)
+    assert r.settings.path == root_of(tmp_path)
     assert r.read == "anyone" and not r.write
     assert r.sync_interval == 60 and r.max_file_bytes == 1 << 30
 
@@ -329,8 +329,8 @@ def test_write_empty_list(tmp_path):
 def test_github_defaults_and_enterprise_url(tmp_path):
     [r] = load(tmp_path, repo(*GITHUB, "api_url: https://ghe.example/api/v3/",
                               "downloads: proxy")).repositories
-    assert r.branch == "main" and r.downloads == "proxy"
-    assert r.api_url.rstrip("/") == "https://ghe.example/api/v3"
+    assert r.settings.branch == "main" and r.settings.downloads == "proxy"
+    assert r.settings.api_url.rstrip("/") == "https://ghe.example/api/v3"
 
 
 def test_users_with_htpasswd_may_be_named_in_write(tmp_path):
@@ -371,8 +371,8 @@ def test_private_pypi_toml(tmp_path):
     assert (local.name, local.type, gh.name, gh.type) == ("local", "filesystem", "gh", "github")
     assert local.read_secret.value == "read-s3cret"
     assert local.write_secret.value == "write-s3cret"
-    assert local.path.startswith(root + os.sep)
-    assert (gh.owner, gh.repo, gh.branch) == ("o", "r", "main")
+    assert local.settings.path.startswith(root + os.sep)
+    assert (gh.settings.owner, gh.settings.repo, gh.settings.branch) == ("o", "r", "main")
     for shown in (repr(local), repr(local.read_secret), repr(local.write_secret)):
         assert "s3cret" not in shown
 

@@ -20,7 +20,7 @@ from twisted.internet.defer import CancelledError, DeferredList, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.web.client import ResponseNeverReceived
 
-from ppypi.backends.github_api import GitHubAPI, RateLimited
+from ppypi.backends.github.api import GitHubAPI, RateLimited
 
 from .fake_github import FakeGitHub, FakeGitHubProcess, blob_sha
 

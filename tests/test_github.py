@@ -274,7 +274,7 @@ def test_failed_upload_leaves_no_asset_behind(world, ready, monkeypatch):
     async def broken(*args, **kwargs):
         raise BackendError("index write failed")
 
-    monkeypatch.setattr(backend, "_update_doc", broken)
+    monkeypatch.setattr(backend.documents, "update", broken)
     r, _, _ = upload(world, ready)
     assert r.code == 503
     repo = world.fake.repo("acme/pkgs")

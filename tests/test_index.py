@@ -1,7 +1,8 @@
 """The index's page cache: bounded by bytes, least recently used out first,
 and never serving a page older than the files it lists."""
 
-from ppypi.index import HTML, JSON, DistFile, Page, PageCache, RepositoryIndex
+from ppypi.domain import DistFile
+from ppypi.index import HTML, JSON, Page, PageCache, RepositoryIndex
 
 
 def page(size):

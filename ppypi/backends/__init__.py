@@ -1,16 +1,13 @@
 """
-Storage backends.
-
-A backend lists the distribution files it holds (as L{ppypi.index.DistFile})
-and opens them for reading. Every method returns a Deferred or is a
-coroutine: the filesystem backend does its IO in a thread pool, the GitHub
-backend over HTTP.
+Storage backends: one module (or package) per kind of store, each behind
+the interface in L{ppypi.backends.interface} and registered in
+L{ppypi.backends.registry}.
 """
 
+from .interface import (
+    Backend, BackendError, Conflict, FileMissing, Listing, LocalFile, RateLimited, Redirect,
+    StorageFull, Stored, Stream)
 
-class BackendError(Exception):
-    """The backend cannot be reached or failed; clients get a 503."""
-
-
-class FileMissing(Exception):
-    """The index names a file that the backend no longer has."""
+# The names every layer imports from here.
+__all__ = ["Backend", "BackendError", "Conflict", "FileMissing", "Listing", "LocalFile",
+           "RateLimited", "Redirect", "StorageFull", "Stored", "Stream"]

@@ -14,106 +14,31 @@ import json
 import os
 import threading
 import time
+from types import SimpleNamespace
 
 from twisted.logger import Logger
 
-from ..index import DistFile
+from ..domain import DistFile
 from ..names import InvalidFilename, parse_filename
 from ..metadata import MetadataError, inspect
-from . import BackendError, FileMissing
+from ..validate import ANYONE, AUTHENTICATED, Secret
+from .interface import (BackendError, Conflict, FileMissing, Listing, LocalFile, StorageFull,
+                        Stored)
+from .local import LocalHeldNames, MetadataStore, fsync_dir, sha256_file, write_atomically
+from .registry import BackendType, register
 
 # files.json: a header line, then a line per file: [relpath, size, mtime_ns,
 # sha256, requires_python, metadata_sha256, core_metadata (servable),
 # upload_time, summary, project, version, kind]
 CACHE_VERSION = 5
-_HASH_CHUNK = 1 << 20
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(_HASH_CHUNK)
-            if not chunk:
-                break
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path, data, sync=True):
-    """
-    Write bytes (or an iterable of bytes, written as it comes) to C{path} so
-    that readers see the old or the new file, whole. With C{sync}, also
-    durably (fsync of the file and the folder).
-    """
-    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-    try:
-        with open(tmp, "wb") as f:
-            if isinstance(data, bytes):
-                f.write(data)
-            else:
-                f.writelines(data)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    if sync:
-        fsync_dir(os.path.dirname(path) or ".")
-
-
-class ScanResult:
-    """What one scan found, and what it cost."""
+class ScanResult(Listing):
+    """What one scan found, what it cost, and whether the cache must be written."""
 
     def __init__(self, files, hashed, skipped, warnings, cache_changed):
-        self.files = files
-        self.hashed = hashed
-        self.skipped = skipped
-        self.warnings = warnings
+        super().__init__(files, hashed=hashed, skipped=skipped, warnings=warnings)
         self.cache_changed = cache_changed
-
-
-class MetadataStore:
-    """
-    Core metadata files, content-addressed (sha256), in a folder of the
-    server's state: extracted once from each archive, served as they are.
-    """
-
-    def __init__(self, folder):
-        self.folder = folder
-
-    def path(self, sha256):
-        return os.path.join(self.folder, f"{sha256}.metadata")
-
-    def put(self, raw):
-        """Store bytes (blocking); return their sha256."""
-        sha256 = hashlib.sha256(raw).hexdigest()
-        path = self.path(sha256)
-        if not os.path.exists(path):
-            os.makedirs(self.folder, exist_ok=True)
-            write_atomically(path, raw, sync=False)
-        return sha256
-
-    def get(self, sha256):
-        """The bytes (blocking), or None."""
-        try:
-            with open(self.path(sha256), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
 
 
 def inspect_file(path, kind, filename, store):
@@ -252,9 +177,10 @@ def load_known(lines, folder):
     return known
 
 
-class FilesystemBackend:
+class FilesystemBackend(LocalHeldNames):
     """
-    Distribution files in a folder, with file IO in a thread pool.
+    Distribution files in a folder, with file IO in a thread pool; the
+    yanks and the names held in the state folder.
 
     @param run_in_thread: C{f(callable, *args) -> Deferred}, the thread runner.
     """
@@ -310,6 +236,12 @@ class FilesystemBackend:
 
     def describe(self):
         return f"folder {self.folder}"
+
+    def status(self):
+        return {"hashed_since_start": self.hashed_total}
+
+    async def permissions(self, token):
+        return None  # a folder has no access control of its own
 
     def _load_cache(self):
         try:
@@ -379,16 +311,16 @@ class FilesystemBackend:
             raise
         return f, head
 
-    async def open(self, dist, start=0, read=0):
+    async def download(self, dist, start=0, read=0, principal=None):
         """
         Open a file of the index for reading, and read its first C{read}
         bytes from C{start}: one trip to the thread pool, which is all a
         small wheel needs (each trip costs more than the rest of a small
         download).
 
-        @return: (file object, positioned after them; the bytes read)
+        @return: L{LocalFile}
         """
-        return await self._run(self._open, dist, start, read)
+        return LocalFile(*await self._run(self._open, dist, start, read))
 
     def _store(self, upload, checked, overwrite, replacing=None):
         dist_name = checked.dist
@@ -420,7 +352,7 @@ class FilesystemBackend:
                 else:
                     os.rename(upload.path, final)
             if status == "conflict":
-                return status, None
+                raise Conflict(dist_name.filename)
         fsync_dir(os.path.dirname(final))
         st = os.stat(final)
         meta_sha = self.metadata.put(checked.metadata)
@@ -430,17 +362,26 @@ class FilesystemBackend:
                         time.time(), checked.summary)
         with self._stored_lock:
             self._stored[relpath] = dist
-        return status, dist
+        return Stored(status, dist)
 
     async def store(self, upload, checked, overwrite=False, principal=None, replacing=None):
         """
         Publish an uploaded file: it appears in the folder whole, or not at all.
 
-        @return: (status, L{DistFile}): status is "stored", "same" (the
-            file was already there with this content) or "conflict" (with
-            other content; no DistFile).
+        @return: L{Stored}: "stored", or "same" (the file was already there
+            with this content).
+        @raise Conflict: it is there with other content.
+        @raise StorageFull: the disk is full (nothing was published).
+        @raise BackendError: the folder cannot take it (the interface's
+            failure: a 503, never a 500 for an errno the web did not expect).
         """
-        return await self._run(self._store, upload, checked, overwrite, replacing)
+        try:
+            return await self._run(self._store, upload, checked, overwrite, replacing)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(f"{self.folder}: {e.strerror}") from e
+            raise BackendError(f"cannot store {checked.dist.filename} in {self.folder}: "
+                               f"{e.strerror or e}") from e
 
     def _delete(self, dist):
         path = os.path.join(self.folder, dist.location)
@@ -511,3 +452,47 @@ class FilesystemBackend:
             return await self._run(self._set_yank, project, version, reason)
         except (ValueError, OSError) as e:
             raise BackendError(f"{self._yanks_path}: {e}") from None
+
+
+# -- the kind of repository ---------------------------------------------------
+
+
+def _settings(checker, spec, key, root):
+    path = checker.string(spec.get("path", "."), f"{key}.path")
+    return SimpleNamespace(path=os.path.abspath(os.path.join(root, path)))
+
+
+def _toml_settings(checker, spec, key, root, name):
+    """private-pypi's file_system table: its secrets, the name as username."""
+    secrets = {}
+    for field in ("read_secret", "write_secret"):
+        if field in spec:
+            secrets[field] = Secret(checker.string(spec[field], f"{key}.{field}"))
+    if "write_secret" in secrets and "read_secret" not in secrets:
+        checker.fail(f"{key}.read_secret", "is required when write_secret is set")
+    access = dict(secrets, read=AUTHENTICATED if secrets else ANYONE,
+                  write=(name,) if "write_secret" in secrets else ())
+    path = checker.string(spec.get("path", name), f"{key}.path")
+    return SimpleNamespace(path=os.path.abspath(os.path.join(root, path))), access
+
+
+def _check(checker, configs):
+    seen = {}
+    for r in configs:
+        if r.settings.path in seen:
+            checker.fail(f"repositories.{r.name}.path",
+                         f"is the same folder as repository {seen[r.settings.path]!r}")
+        seen[r.settings.path] = r.name
+
+
+def _create(context):
+    # A repository's folder may hold another's: each sees only its own files.
+    others = [o.settings.path for o in context.others if o.type == FILESYSTEM.name]
+    return FilesystemBackend(context.config.name, context.config.settings.path,
+                             context.state_dir, context.run_in_thread, exclude=others)
+
+
+FILESYSTEM = register(BackendType(
+    "filesystem", keys={"path"}, settings=_settings, factory=_create,
+    toml_name="file_system", toml_keys={"read_secret", "write_secret", "local_paths", "path"},
+    toml_settings=_toml_settings, check=_check))

@@ -13,6 +13,8 @@ import re
 import tempfile
 from email.message import Message
 
+from ..domain import UploadedFile
+
 CHUNK = 256 * 1024
 MAX_HEADER_BLOCK = 16 * 1024
 MAX_FIELD_BYTES = 4 << 20      # one field (a long description fits)
@@ -43,24 +45,6 @@ def boundary_of(content_type):
     if not isinstance(boundary, str) or not _BOUNDARY.match(boundary) or boundary.endswith(" "):
         raise MultipartError("multipart/form-data without a valid boundary")
     return boundary.encode("ascii")
-
-
-class UploadedFile:
-    """The file part, written to C{path}, with its size and digests."""
-
-    def __init__(self, filename, path, size, sha256, md5, blake2_256):
-        self.filename = filename
-        self.path = path
-        self.size = size
-        self.sha256 = sha256
-        self.md5 = md5
-        self.blake2_256 = blake2_256
-
-    def discard(self):
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 class _FileSink:

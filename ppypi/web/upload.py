@@ -11,6 +11,7 @@ import tempfile
 from packaging.version import InvalidVersion, Version
 from twisted.web import server
 
+from ..domain import CheckedUpload
 from ..metadata import (MetadataError, core_metadata_servable, parse_metadata,
                         read_metadata, requires_python_of, summary_of)
 from ..names import (InvalidFilename, is_safe_filename, is_valid_name, normalize,
@@ -188,17 +189,6 @@ def _one(fields, name, required=True):
     return values[0]
 
 
-class CheckedUpload:
-    """An upload that passed every check, with its core metadata."""
-
-    def __init__(self, dist, metadata, requires_python, servable, summary=None):
-        self.dist = dist
-        self.metadata = metadata
-        self.requires_python = requires_python
-        self.servable = servable
-        self.summary = summary
-
-
 def check_upload(fields, upload):
     """
     The checks Warehouse makes, in its order. Blocking (reads the archive).
@@ -244,7 +234,10 @@ def check_upload(fields, upload):
         if claimed is not None and not hmac.compare_digest(claimed.strip().lower(), actual):
             raise UploadError(f"The {field} supplied does not match the uploaded file")
     try:
-        raw = read_metadata(upload.path, dist.kind, filename)
+        # Every member is checked too: an archive that would unpack outside
+        # its folder is refused (pip would not install it; older unpackers
+        # would write there).
+        raw = read_metadata(upload.path, dist.kind, filename, check=True)
         metadata = parse_metadata(raw)
     except MetadataError as e:
         raise UploadError(f"Invalid distribution file: {e}") from None

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.web._newclient import RequestNotSent, RequestTransmissionFailed, ResponseFailed
 from twisted.web.client import ResponseNeverReceived
 
-from . import BackendError
+from ..interface import BackendError, RateLimited as _RateLimited
 
 API_VERSION = "2022-11-28"
 USER_AGENT = "ppypi"
@@ -40,12 +40,11 @@ class GitHubError(BackendError):
                    for e in self.body.get("errors", []) or [])
 
 
-class RateLimited(BackendError):
+class RateLimited(_RateLimited):
     """GitHub asked us to wait; C{retry_after} seconds from now."""
 
     def __init__(self, retry_after):
-        super().__init__(f"GitHub rate limit: retry in {int(retry_after)}s")
-        self.retry_after = max(1, int(retry_after))
+        super().__init__(retry_after, f"GitHub rate limit: retry in {int(retry_after)}s")
 
 
 class Unreachable(BackendError):

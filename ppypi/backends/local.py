@@ -1,0 +1,148 @@
+"""
+What backends keep on the server's own disk: files written atomically,
+digests of files, the content-addressed store of core metadata, and small
+JSON state files (names held). The filesystem backend keeps everything
+here; remote backends keep caches here.
+"""
+
+import hashlib
+import json
+import os
+import threading
+
+from .interface import BackendError
+
+_HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_HASH_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path, data, sync=True):
+    """
+    Write bytes (or an iterable of bytes, written as it comes) to C{path} so
+    that readers see the old or the new file, whole. With C{sync}, also
+    durably (fsync of the file and the folder).
+    """
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    try:
+        with open(tmp, "wb") as f:
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                f.writelines(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if sync:
+        fsync_dir(os.path.dirname(path) or ".")
+
+
+class MetadataStore:
+    """
+    Core metadata files, content-addressed (sha256), in a folder of the
+    server's state: extracted once from each archive, served as they are.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def path(self, sha256):
+        return os.path.join(self.folder, f"{sha256}.metadata")
+
+    def put(self, raw):
+        """Store bytes (blocking); return their sha256."""
+        sha256 = hashlib.sha256(raw).hexdigest()
+        path = self.path(sha256)
+        if not os.path.exists(path):
+            os.makedirs(self.folder, exist_ok=True)
+            write_atomically(path, raw, sync=False)
+        return sha256
+
+    def get(self, sha256):
+        """The bytes (blocking), or None."""
+        try:
+            with open(self.path(sha256), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+
+class JSONState:
+    """
+    A small JSON document in the state folder, read and written whole and
+    atomically (blocking: run in a thread).
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    def load(self, default):
+        """The document, or C{default} when there is none; ValueError if damaged."""
+        try:
+            with open(self.path, "rb") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return default
+
+    def save(self, value, **dumps):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        write_atomically(self.path, json.dumps(value, **dumps).encode())
+
+
+class LocalHeldNames:
+    """
+    The L{Backend} interface's C{load_held}/C{save_held}, kept in the state
+    folder (C{self.state_dir}, with C{self._run} the thread runner): right
+    for one server; a store shared by several servers keeps them there.
+    """
+
+    async def load_held(self):
+        held = HeldNames(self.state_dir)
+        try:
+            return await self._run(held.load_names)
+        except (ValueError, OSError, TypeError) as e:
+            raise BackendError(f"{held.path} unreadable ({e})") from None
+
+    async def save_held(self, names):
+        await self._run(HeldNames(self.state_dir).save_names, names)
+
+
+class HeldNames(JSONState):
+    """The names a repository has ever held (C{held-names.json})."""
+
+    def __init__(self, state_dir):
+        super().__init__(os.path.join(state_dir, "held-names.json"))
+
+    def load_names(self):
+        """The names; ValueError (or OSError) if the file is unreadable."""
+        names = self.load([])
+        if not isinstance(names, list):
+            raise ValueError("not a list of names")
+        return {n for n in names if isinstance(n, str)}
+
+    def save_names(self, names):
+        self.save(sorted(names))

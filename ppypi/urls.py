@@ -1,0 +1,14 @@
+"""
+The server's URL heads, in one list: the first segment of a path, which
+says which part of the web layer answers it. Repository R's URLs are the
+same under /R/; a repository may not be named after any of them.
+"""
+
+# Served for each repository (at / for the first, and under /R/).
+REPOSITORY_HEADS = ("simple", "packages", "pypi", "project", "yank", "legacy")
+# Served once, by the server itself.
+SERVER_HEADS = ("health", "metrics")
+# Not served yet, kept free for what comes next.
+KEPT_HEADS = ("static",)
+
+RESERVED_NAMES = frozenset(REPOSITORY_HEADS + SERVER_HEADS + KEPT_HEADS)

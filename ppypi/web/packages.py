@@ -1,0 +1,99 @@
+"""
+Distribution files and their core metadata (PEP 658):
+C{GET /packages/PROJECT/FILENAME} and C{FILENAME.metadata}.
+
+The backend says how a file is given (L{ppypi.backends.interface}): a
+local file streamed from the thread pool with ranges, a redirect to a
+signed URL, or a stream passed through.
+"""
+
+from ..auth import READ
+from ..backends import LocalFile, Redirect
+from ..names import MAX_FILENAME
+from . import files
+from .errors import HTTPError, NotFound
+from .router import Router, etag_matches, header, http_date, not_modified
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+class PackagesApp:
+    app = Router()
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    @app.route("/packages/<string:project>/<string:filename>", methods=["GET", "HEAD"],
+               need=READ)
+    async def package_file(self, request, principal, project, filename):
+        if len(filename) > MAX_FILENAME:
+            raise NotFound("no such file")
+        if filename.endswith(".metadata"):
+            return await self._core_metadata(request, project, filename[:-len(".metadata")])
+        dist = self.ctx.index.file(filename)
+        if dist is None or dist.project != project:
+            raise NotFound("no such file")
+        etag = f'"{dist.sha256}"'
+        request.setHeader("ETag", etag)
+        request.setHeader("Last-Modified", http_date(dist.mtime))
+        request.setHeader("Accept-Ranges", "bytes")
+        request.setHeader("Cache-Control", IMMUTABLE)
+        request.setHeader("Content-Type", files.content_type(filename))
+        if etag_matches(request, etag):
+            request.setResponseCode(304)
+            return b""
+        try:
+            byte_range = None
+            if_range = header(request, "if-range")
+            if if_range is None or if_range.strip() == etag:
+                byte_range = files.parse_range(header(request, "range"), dist.size)
+        except files.RangeNotSatisfiable:
+            raise HTTPError("range not satisfiable", 416,
+                            {"Content-Range": f"bytes */{dist.size}"}) from None
+        start, length = byte_range or (0, dist.size)
+        head = request.method == b"HEAD"
+        found = await self.ctx.repository.backend.download(
+            dist, start, 0 if head else min(length, files.CHUNK), principal)
+        if isinstance(found, Redirect):
+            request.setResponseCode(302)
+            request.setHeader("Location", found.url)
+            # A signed URL expires: only our 302 may not be cached.
+            request.setHeader("Cache-Control", "no-store")
+            request.responseHeaders.removeHeader("Content-Type")
+            return b""
+        if not isinstance(found, LocalFile):
+            # A stream from elsewhere: the whole file, no ranges.
+            request.setHeader("Content-Length", str(dist.size))
+            request.responseHeaders.removeHeader("Accept-Ranges")
+            if head:
+                found.close()
+                return b""
+            await found.deliver(request.write)
+            return None
+        if byte_range is not None:
+            request.setResponseCode(206)
+            request.setHeader("Content-Range", f"bytes {start}-{start + length - 1}/{dist.size}")
+        request.setHeader("Content-Length", str(length))
+        if head:
+            found.file.close()
+            return b""
+        await files.stream(request, found.file, found.head, length, self.ctx.run)
+        return None
+
+    async def _core_metadata(self, request, project, filename):
+        """PEP 658: the file's core metadata, as it is in the archive."""
+        dist = self.ctx.index.file(filename)
+        if dist is None or dist.project != project or not dist.core_metadata:
+            raise NotFound("no such file")
+        etag = f'"{dist.metadata_sha256}"'
+        request.setHeader("ETag", etag)
+        request.setHeader("Cache-Control", IMMUTABLE)
+        request.setHeader("Content-Type", "text/plain; charset=utf-8")
+        if not_modified(request, etag):
+            request.setResponseCode(304)
+            return b""
+        data = await self.ctx.repository.backend.read_metadata(dist.metadata_sha256, dist)
+        if data is None:
+            raise NotFound("no such file")
+        request.setHeader("Content-Length", str(len(data)))
+        return data

@@ -1,0 +1,152 @@
+"""
+The simple index (PEP 503/691): C{GET /simple/} and C{GET /simple/NAME/},
+the one path that serves them.
+
+It is a plain resource, not a Klein route: the profile of a page request
+through Klein showed routing, Deferred and coroutine plumbing at ~90% of the
+server's time per request. A repository anyone may read is answered
+synchronously from the page the index rendered once; one that needs
+credentials first checks them (which may wait for a thread or the store).
+"""
+
+from twisted.web.resource import Resource
+
+from ..auth import READ
+from ..memo import Memo
+from ..names import is_valid_name, normalize
+from .body import answer
+from .errors import HTTPError, NotFound, Unavailable
+from .negotiate import NotAcceptableFormat, negotiate, q_value
+from .router import ANSWERED, error_answer, header, not_modified, render_later
+
+# Pages smaller than this are not worth compressing.
+GZIP_MIN_BYTES = 512
+
+
+def _gzip_acceptable(value):
+    """Does an Accept-Encoding value (bytes) allow gzip (with a q above 0)?"""
+    for item in value[:1024].decode("latin-1").split(","):
+        coding, *params = [p.strip() for p in item.split(";")]
+        if coding.lower() in ("gzip", "x-gzip"):
+            return q_value(params) > 0
+    return False
+
+
+_GZIP_ACCEPTABLE = Memo(_gzip_acceptable)
+_NEGOTIATED = Memo(lambda accept: negotiate(accept.decode("latin-1")))
+
+
+def accepts_gzip(request):
+    values = request.requestHeaders.getRawHeaders(b"accept-encoding")
+    return _GZIP_ACCEPTABLE[values[-1]] if values else False
+
+
+def content_type(request):
+    """The page's content type, by ?format= (which wins) or Accept (PEP 691)."""
+    fmt = request.args.get(b"format")
+    if fmt is None:
+        accept = request.requestHeaders.getRawHeaders(b"accept")
+        return _NEGOTIATED[accept[-1]] if accept else negotiate(None)
+    try:
+        return negotiate(header(request, "accept"), fmt[0].decode("utf-8", "replace"))
+    except NotAcceptableFormat:
+        raise HTTPError("Unsupported format", 406) from None
+
+
+class SimpleIndex(Resource):
+    """C{/simple/} and C{/simple/NAME/} (GET and HEAD) of one repository."""
+
+    isLeaf = True
+
+    def __init__(self, ctx):
+        super().__init__()
+        self.ctx = ctx
+
+    def render(self, request):
+        path = request.postpath
+        if request.method not in (b"GET", b"HEAD"):
+            return error_answer(request, HTTPError("Method Not Allowed", 405,
+                                                   {"Allow": "GET, HEAD"}))
+        if path[-1] != b"" and len(path) <= 2:
+            # /simple, /simple/NAME: the page is at the URL with a slash.
+            location = request.path + b"/"
+            query = request.uri.partition(b"?")[2]
+            request.setResponseCode(308)
+            request.setHeader("Location", location + (b"?" + query if query else b""))
+            return b""
+        if len(path) > 3 or path[-1] != b"":
+            return error_answer(request, NotFound("no such page"))
+        if not self.ctx.public:
+            return render_later(request, self._authorized(request))
+        try:
+            result = self._answer(request)
+        except ANSWERED as e:
+            return error_answer(request, e)
+        # A large page is a resource that writes itself in pieces.
+        return result if isinstance(result, bytes) else result.render(request)
+
+    async def _authorized(self, request):
+        await self.ctx.authorize(request, READ)
+        return self._answer(request)
+
+    def _answer(self, request):
+        """The page (bytes, or a resource for a large body), or raise."""
+        ctx = self.ctx
+        path = request.postpath          # [simple, ""] or [simple, NAME, ""]
+        wanted = content_type(request)
+        if len(path) == 2:
+            ctx.require_ready()
+            return self._send(request, ctx.index.root_page(wanted))
+        name = path[1].decode("utf-8", "replace")
+        page = ctx.index.project_page(name, wanted)
+        if page is not None:
+            return self._send(request, page)
+        if not is_valid_name(name):
+            raise NotFound("not a valid project name")
+        normalized = normalize(name)
+        if normalized != name:
+            location = request.path.rstrip(b"/").rsplit(b"/", 1)[0]
+            request.setResponseCode(301)
+            request.setHeader("Location", location + b"/" + normalized.encode() + b"/")
+            return b""
+        return self._unknown_project(request, normalized)
+
+    def _send(self, request, page):
+        """A rendered page, with validators, gzip when asked, and 304s.
+        (The index's hot path: header names and values are ready bytes.)"""
+        body, etag = page.body, page.etag
+        headers = request.responseHeaders
+        if len(body) >= GZIP_MIN_BYTES and accepts_gzip(request):
+            body, etag = page.gzipped
+            headers.setRawHeaders(b"content-encoding", [b"gzip"])
+        headers.setRawHeaders(b"vary", [b"Accept, Accept-Encoding"])
+        headers.setRawHeaders(b"content-type", [page.content_type_header])
+        headers.setRawHeaders(b"cache-control", [self.ctx.page_cache_control])
+        headers.setRawHeaders(b"last-modified", [page.last_modified_header])
+        headers.setRawHeaders(b"etag", [etag])
+        if not_modified(request, etag, page.last_modified):
+            request.setResponseCode(304)
+            return b""
+        return answer(request, body)
+
+    def _unknown_project(self, request, name):
+        """The answer for a project this repository does not hold now."""
+        ctx = self.ctx
+        ctx.require_ready()
+        repository = ctx.repository
+        if not repository.healthy:
+            # Never fall through to the extra index while we cannot tell
+            # what we hold: that is how dependency confusion happens.
+            raise Unavailable(f"repository {repository.name} is failing: "
+                              f"{repository.last_error}",
+                              retry_after=repository.retry_after or 30)
+        if ctx.index.has_held(name):
+            raise NotFound(f"{name} has no files here")
+        if ctx.is_reserved(name):
+            raise NotFound(f"{name} is reserved for this index")
+        if ctx.extra_index_url is None:
+            raise NotFound(f"no project {name}")
+        request.setResponseCode(302)
+        request.setHeader("Location", f"{ctx.extra_index_url}{name}/")
+        request.setHeader("Cache-Control", "no-store")
+        return b""

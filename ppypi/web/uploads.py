@@ -1,0 +1,113 @@
+"""
+Uploads, the legacy API that twine and uv publish speak (C{:action=
+file_upload}), and pypiserver's C{:action=remove_pkg}: C{POST /},
+C{/legacy/} and C{/simple/} (where private-pypi took them).
+
+The body was spooled to disk by the request class (L{ppypi.web.upload}),
+and is parsed in the thread pool, the file written to the backend's
+incoming folder as it comes; never held in memory.
+"""
+
+import errno
+
+from packaging.version import InvalidVersion
+from twisted.logger import Logger
+
+from ..auth import WRITE
+from ..names import is_valid_name, normalize, version_of
+from . import multipart
+from .errors import HTTPError, NotFound, Unavailable
+from .router import Router, as_http_error, header
+from .upload import UploadError, check_upload
+
+_OUTCOMES = {401: "unauthorized", 403: "forbidden", 409: "conflict", 413: "too_large",
+             507: "no_space"}
+
+
+class UploadApp:
+    app = Router()
+    log = Logger()
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    @app.route("/", methods=["POST"])
+    @app.route("/legacy/", methods=["POST"])
+    # private-pypi took uploads here; twine configured for it keeps working.
+    @app.route("/simple/", methods=["POST"])
+    async def upload(self, request):
+        """The legacy upload API; every outcome is counted in /metrics,
+        refusals of credentials too (so they are checked here, not declared)."""
+        try:
+            principal = await self.ctx.authorize(request, WRITE)
+            body, outcome = await self._upload(request, principal)
+        except Exception as e:
+            answer = as_http_error(e)
+            outcome = ("failed" if answer is None else
+                       _OUTCOMES.get(answer.code, "rejected" if answer.code < 500 else "failed"))
+            raise
+        finally:
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.upload(self.ctx.repository.name, outcome)
+        return body
+
+    async def _upload(self, request, principal):
+        ctx = self.ctx
+        repository = ctx.repository
+        try:
+            boundary = multipart.boundary_of(header(request, "content-type"))
+        except multipart.MultipartError as e:
+            raise HTTPError(str(e)) from None
+        request.content.seek(0)
+        upload = None
+        try:
+            try:
+                fields, upload = await ctx.run(
+                    multipart.parse, request.content, boundary,
+                    repository.backend.incoming_dir, ctx.config.max_file_bytes)
+            except multipart.MultipartError as e:
+                raise HTTPError(str(e)) from None
+            except multipart.TooLarge as e:
+                raise HTTPError(str(e), 413) from None
+            action = (fields.get(":action") or [None])[0]
+            if action == "remove_pkg":
+                return await self._remove_release(fields, principal), "removed"
+            if action != "file_upload":
+                raise HTTPError(f"Unsupported :action {action!r}" if action
+                                else "Missing :action (file_upload)")
+            try:
+                checked = await ctx.run(check_upload, fields, upload)
+            except UploadError as e:
+                raise HTTPError(e.message, e.code) from None
+            status = await repository.publish(upload, checked, principal)
+        except OSError as e:
+            # The server's own disk: the spool, the incoming folder, a folder store.
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise HTTPError("Insufficient storage", 507) from None
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                self.log.error("repository {repo}: cannot store uploads: {e}",
+                               repo=repository.name, e=e)
+                raise Unavailable("Repository cannot store uploads now") from None
+            raise
+        finally:
+            if upload is not None:
+                await ctx.run(upload.discard)
+        request.setHeader("Content-Type", "text/plain; charset=utf-8")
+        if status == "stored":
+            return b"OK\n", "stored"
+        return b"OK (already there, unchanged)\n", "unchanged"
+
+    async def _remove_release(self, fields, principal=None):
+        """pypiserver's :action=remove_pkg: delete one release's files."""
+        name = (fields.get("name") or [""])[0]
+        version = (fields.get("version") or [""])[0]
+        if not is_valid_name(name):
+            raise HTTPError("Missing or invalid name")
+        try:
+            version = str(version_of(version))
+        except InvalidVersion:
+            raise HTTPError("Missing or invalid version") from None
+        removed = await self.ctx.repository.remove_release(normalize(name), version, principal)
+        if not removed:
+            raise NotFound(f"{normalize(name)} {version} not found")
+        return ("Removed " + ", ".join(removed) + "\n").encode()
