@@ -64,9 +64,6 @@ class GitHubBackend(LocalHeldNames):
 
     def __init__(self, config, api, state_dir, run_in_thread, clock):
         self.name = config.name
-        self.config = config
-        self.settings = config.settings
-        self.api = api
         self.state_dir = state_dir
         self._run = run_in_thread  # LocalHeldNames runs through it
         self.incoming_dir = os.path.join(state_dir, "incoming")
