@@ -302,21 +302,6 @@ def POST_AUTH(path, body=b"", *headers, method=b"POST"):
     return lambda live: http(method, path, [auth(live), *headers], body)
 
 
-# Bugs found (file:line at the time of writing; see the report).
-BUG_BIG_INT = ("packaging's Version() raises a plain ValueError, not InvalidVersion, for a "
-               "release segment over Python's 4300-digit int limit; {where} catches only "
-               "InvalidVersion, so the answer is 500 instead of 4xx")
-BUG_NON_UTF8 = ("request.getHeader('<str>') decodes header values as UTF-8 and raises "
-                "UnicodeDecodeError on obs-text bytes (RFC 9110 allows 0x80-0xFF); {where} "
-                "reads it unguarded, so the answer is 500 instead of ignoring the header or 400")
-BUG_HOST = ("ppypi/web/app.py:720-724 (_base_url) puts the Host header as it came into "
-            "Location (301 of /pypi/NAME/json) and the home page: a Host that is a URL "
-            "(invalid per RFC 9112 3.2, which requires a 400) redirects to another origin")
-BUG_MANY_AUTH = ("ppypi/web/app.py:142 (_authorize) reads "
-                 "request.getHeader('authorization'), the LAST of several Authorization headers: "
-                 "a request with many (a non-list field, RFC 9110 5.3) is authenticated by the "
-                 "last one instead of refused")
-
 URL_CASES = {
     # path traversal, in every spelling, under every prefix
     "url: ../ raw in /simple/": Case(GET(b"/simple/../.ppypi/upload-token")),
