@@ -13,13 +13,14 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 
 from . import heap
 from .auth import Authenticator, load_or_create_token
+from .logs import stdout_observer
 from .backends import registry
 from .backends.registry import BackendContext
 from .config import ConfigError, load_admin_secret, load_config
@@ -219,6 +220,14 @@ class DaemonService(MultiService):
         # twistd's own options (foreground or not, pidfile), if run by twistd.
         self.twistd = twistd if twistd is not None else {}
         self.endpoints = {}  # listening service -> its endpoint string
+
+    def setServiceParent(self, parent):
+        super().setServiceParent(parent)
+        # twistd makes the application, then starts logging with the log
+        # observer it finds there (its own otherwise): see ppypi.logs.
+        observer = stdout_observer(self.twistd)
+        if observer is not None and parent.getComponent(ILogObserver, None) is None:
+            parent.setComponent(ILogObserver, observer)
 
     def privilegedStartService(self):
         # MultiService's, but a port that cannot be had stops start-up with
