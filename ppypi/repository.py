@@ -12,9 +12,6 @@ from .backends import BackendError, Conflict
 from .index import RepositoryIndex
 from .names import version_of
 
-# A file of that name exists with other content (the backend's Conflict).
-FileConflict = Conflict
-
 
 class Repository:
     """

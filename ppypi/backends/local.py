@@ -91,58 +91,40 @@ class MetadataStore:
             return None
 
 
-class JSONState:
-    """
-    A small JSON document in the state folder, read and written whole and
-    atomically (blocking: run in a thread).
-    """
-
-    def __init__(self, path):
-        self.path = path
-
-    def load(self, default):
-        """The document, or C{default} when there is none; ValueError if damaged."""
-        try:
-            with open(self.path, "rb") as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return default
-
-    def save(self, value, **dumps):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        write_atomically(self.path, json.dumps(value, **dumps).encode())
-
-
 class LocalHeldNames:
     """
     The L{Backend} interface's C{load_held}/C{save_held}, kept in the state
-    folder (C{self.state_dir}, with C{self._run} the thread runner): right
-    for one server; a store shared by several servers keeps them there.
+    folder (C{self.state_dir}, with C{self._run} the thread runner) as
+    C{held-names.json}: right for one server; a store shared by several
+    servers keeps them there.
     """
 
+    @property
+    def _held_path(self):
+        return os.path.join(self.state_dir, "held-names.json")
+
     async def load_held(self):
-        held = HeldNames(self.state_dir)
         try:
-            return await self._run(held.load_names)
+            return await self._run(_load_names, self._held_path)
         except (ValueError, OSError, TypeError) as e:
-            raise BackendError(f"{held.path} unreadable ({e})") from None
+            raise BackendError(f"{self._held_path} unreadable ({e})") from None
 
     async def save_held(self, names):
-        await self._run(HeldNames(self.state_dir).save_names, names)
+        await self._run(_save_names, self._held_path, names)
 
 
-class HeldNames(JSONState):
-    """The names a repository has ever held (C{held-names.json})."""
+def _load_names(path):
+    """The names in a JSON list (none without the file); ValueError if damaged."""
+    try:
+        with open(path, "rb") as f:
+            names = json.load(f)
+    except FileNotFoundError:
+        return set()
+    if not isinstance(names, list):
+        raise ValueError("not a list of names")
+    return {n for n in names if isinstance(n, str)}
 
-    def __init__(self, state_dir):
-        super().__init__(os.path.join(state_dir, "held-names.json"))
 
-    def load_names(self):
-        """The names; ValueError (or OSError) if the file is unreadable."""
-        names = self.load([])
-        if not isinstance(names, list):
-            raise ValueError("not a list of names")
-        return {n for n in names if isinstance(n, str)}
-
-    def save_names(self, names):
-        self.save(sorted(names))
+def _save_names(path, names):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomically(path, json.dumps(sorted(names)).encode())

@@ -97,11 +97,6 @@ def get(name):
     return found
 
 
-def store_modes():
-    """Every access mode a store's tokens give (for the auth layer)."""
-    return {t.store_mode for t in types() if t.store_mode}
-
-
 def create(context):
     """A backend for C{context.config}, by its type's factory."""
     return get(context.config.type).factory(context)

@@ -28,7 +28,6 @@ class RepositoryApp:
                  is_reserved=lambda name: False, metrics=None, token_path=None):
         self.ctx = RepositoryContext(repository, authenticator, run_in_thread, extra_index_url,
                                      is_reserved, metrics, token_path)
-        self.repository = repository
         self.simple = SimpleIndex(self.ctx)
         self.packages = PackagesApp(self.ctx)
         self.uploads = UploadApp(self.ctx)

@@ -1,8 +1,8 @@
 """
 What every part of the web layer shares: L{Router}, a Klein with the
 errors mapped to answers in one place and the permission a route needs
-declared with it; conditional GET (ETag, Last-Modified, 304); and the
-request helpers.
+declared with it; conditional GET (ETag, If-None-Match, If-Modified-Since);
+and the request helpers.
 
 Errors: a route raises L{HTTPError} for an answer of its own, and lets the
 backend's exceptions (L{ppypi.backends.interface}) go: L{as_http_error}
@@ -141,20 +141,6 @@ def not_modified(request, etag, last_modified=None):
                 since[-1].decode("latin-1")).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             return False
-    return False
-
-
-def conditional(request, etag, last_modified=None):
-    """
-    Set the validators; True when the client's copy is current (the answer
-    is then a 304 with no body, already set).
-    """
-    request.setHeader("ETag", etag)
-    if last_modified is not None:
-        request.setHeader("Last-Modified", http_date(last_modified))
-    if not_modified(request, etag, last_modified):
-        request.setResponseCode(304)
-        return True
     return False
 
 

@@ -12,6 +12,7 @@ from twisted.web import http, server
 from twisted.web.resource import ErrorPage, Resource
 
 from ..auth import parse_basic
+from ..logs import LINE_FORMAT
 from ..memo import Memo
 from .upload import MULTIPART_OVERHEAD, PPyPIRequest
 
@@ -300,7 +301,7 @@ class IndexSite(server.Site):
         info = LogLevel.info
         for line, when in zip(lines, times):
             observer({"log_logger": logger, "log_level": info, "log_namespace": namespace,
-                      "log_source": source, "log_format": "{line}", "log_time": when,
+                      "log_source": source, "log_format": LINE_FORMAT, "log_time": when,
                       "line": line})
 
     def stopFactory(self):
