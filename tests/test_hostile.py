@@ -972,7 +972,7 @@ def test_non_utf8_optional_headers_are_ignored(live, path, header):
 
 import gzip  # noqa: E402
 
-from ppypi import metadata  # noqa: E402
+from ppypi import archives, metadata  # noqa: E402
 
 
 def _sdist_with(version, *members):
@@ -1149,14 +1149,14 @@ async def test_member_scan_is_bounded(in_process, monkeypatch, limit, value, rea
     # The real limits (100000 members, 16 Mi characters of names) made small:
     # the same code, a quicker archive (PKG-INFO and 100 members of 19
     # characters: 1922 characters).
-    monkeypatch.setattr(metadata, limit, value)
+    monkeypatch.setattr(archives, limit, value)
     await in_process.sync()
     r, body = await _upload_sdist(in_process, _many_members("4.2", 100), "4.2")
     assert r.code == 400, body
     assert reason in r.phrase, r.phrase
     assert (await in_process.get("/simple/acme-tool/"))[0].code == 404
     # ...and one member fewer is checked in full and accepted.
-    monkeypatch.setattr(metadata, limit, value * 2)
+    monkeypatch.setattr(archives, limit, value * 2)
     r, body = await _upload_sdist(in_process, _many_members("4.2", 100), "4.2")
     assert r.code == 200, body
 

@@ -383,7 +383,7 @@ def test_remembered_values_stay_bounded():
 
 import tarfile  # noqa: E402
 
-from ppypi import metadata  # noqa: E402
+from ppypi import archives  # noqa: E402
 
 REL_PATHS = st.lists(st.sampled_from(["a", "b", ".", ".."]), min_size=1, max_size=4).map("/".join)
 KINDS = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE,
@@ -402,17 +402,17 @@ def _tar_infos(members):
     return infos
 
 
-@pytest.mark.skipif(metadata._data_filter is None, reason="this Python has no tarfile.data_filter")
+@pytest.mark.skipif(archives._data_filter is None, reason="this Python has no tarfile.data_filter")
 @PROPERTY
 @given(MEMBERS)
 def test_lexical_check_refuses_what_the_data_filter_refuses(members):
     """Where tarfile has no data filter, its stand-in refuses the same members."""
     for info in _tar_infos(members):
-        assert (metadata._lexical_refusal(info) is None) == \
-            (metadata._filter_refusal(info) is None), (info.name, info.type, info.linkname)
+        assert (archives._lexical_refusal(info) is None) == \
+            (archives._filter_refusal(info) is None), (info.name, info.type, info.linkname)
 
 
-@pytest.mark.skipif(metadata._data_filter is None, reason="this Python has no tarfile.data_filter")
+@pytest.mark.skipif(archives._data_filter is None, reason="this Python has no tarfile.data_filter")
 @PROPERTY
 @given(MEMBERS)
 # Chains no single member shows: a is the folder, so a/.. is its parent;
@@ -428,12 +428,12 @@ def test_an_accepted_archive_unpacks_inside_its_folder(members):
     refusal, and no symlink it leaves points outside the folder.
     """
     infos = _tar_infos(members)
-    checker = metadata._MemberCheck()
+    checker = archives._MemberCheck()
     try:
         for info in infos:
             checker.tar_member(info)
         checker.finish()
-    except metadata.UnsafeArchive:
+    except archives.UnsafeArchive:
         return
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:

@@ -523,9 +523,9 @@ async def test_links_inside_the_archive_are_accepted(server):
 def test_without_tarfile_data_filter_the_same_archives_are_refused(tmp_path, monkeypatch, case):
     """Pythons before 3.10.12 and 3.11.4 have no tarfile.data_filter: the
     check's stand-in for it refuses the same members, and only those."""
-    from ppypi import metadata
+    from ppypi import archives, metadata
 
-    monkeypatch.setattr(metadata, "_data_filter", None)
+    monkeypatch.setattr(archives, "_data_filter", None)
     build, filename, member = UNSAFE.get(case, (_inside_links, SDIST, None))
     path = tmp_path / filename
     path.write_bytes(build())
