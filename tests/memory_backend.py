@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from twisted.internet.task import deferLater
 
 from ppypi.backends.interface import (BackendError, Conflict, FileMissing, Listing, LocalFile,
-                                      Stored, Stream)
+                                      Stored, Stream, send)
 from ppypi.backends.registry import BackendType, register
 from ppypi.domain import DistFile
 
@@ -127,7 +127,8 @@ class MemoryBackend:
         if self.downloads == "stream":
             async def deliver(write):
                 for i in range(0, len(data), CHUNK):
-                    write(data[i:i + CHUNK])
+                    if not await send(write, data[i:i + CHUNK]):
+                        return  # the client has gone
             return Stream(deliver)
         f = io.BytesIO(data)
         f.seek(start)

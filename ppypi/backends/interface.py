@@ -93,6 +93,11 @@ class Stream:
     stream.deliver(write)} calls C{write(chunk)} for each chunk, in order,
     and raises L{BackendError} if the source fails part way.
     C{stream.close()} gives the source up unread (a HEAD request).
+
+    C{write} may return an awaitable that fires with True when the client
+    wants more and False when it has gone: a source that can wait awaits it
+    before reading on (L{send}), so a slow client costs a chunk of memory,
+    not the file.
     """
 
     def __init__(self, deliver, close=lambda: None):
@@ -104,6 +109,17 @@ class Stream:
 
     def close(self):
         self._close()
+
+
+async def send(write, chunk):
+    """
+    Give C{chunk} to a L{Stream}'s C{write}, and wait until the client
+    wants more. Returns False when the client has gone (stop reading).
+    """
+    more = write(chunk)
+    if more is None:
+        return True
+    return bool(await more)
 
 
 # -- the protocol ------------------------------------------------------------

@@ -98,6 +98,28 @@ class _Pacer:
         return not self.stopped
 
 
+async def relay(request, source):
+    """
+    Pass a backend's L{ppypi.backends.interface.Stream} through to
+    C{request}: each C{write} answers when the client wants more (False
+    once it has gone), so a source that waits holds one chunk per slow
+    client.
+    """
+    pacer = _Pacer()
+    request.registerProducer(pacer, True)
+    request.notifyFinish().addBoth(lambda _: pacer.stopProducing())
+
+    def write(chunk):
+        if not pacer.stopped:
+            request.write(chunk)
+        return Deferred.fromCoroutine(pacer.ready())
+
+    try:
+        await source.deliver(write)
+    finally:
+        request.unregisterProducer()
+
+
 async def stream(request, fileobj, first, length, run_in_thread):
     """
     Write C{length} bytes to C{request}: C{first}, already read, then the

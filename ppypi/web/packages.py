@@ -68,7 +68,7 @@ class PackagesApp:
             if head:
                 found.close()
                 return b""
-            await found.deliver(request.write)
+            await files.relay(request, found)
             return None
         if byte_range is not None:
             request.setResponseCode(206)
