@@ -322,10 +322,24 @@ def load_admin_secret(value, config, is_text=False, environ=os.environ):
         if name not in names:
             c.fail(name, "no such repository in the configuration")
         c.mapping(spec, name)
-        c.unknown(spec, {"raw", "env", "type"}, name)
+        backend_type = registry.get(names[name].type)
+        own = backend_type.secret_keys if backend_type else frozenset()
+        c.unknown(spec, {"raw", "env", "type"} | own, name)
         if "type" in spec and (not isinstance(spec["type"], str) or
                                getattr(registry.get(spec["type"]), "name", None) != names[name].type):
             c.fail(f"{name}.type", f"says {spec['type']!r} but the repository is {names[name].type}")
+        if own & set(spec):
+            # A credential of several parts (an S3 key pair), as the backend names them.
+            if "raw" in spec or "env" in spec:
+                c.fail(name, f"takes either raw/env or {', '.join(sorted(own))}, not both")
+            parts = {}
+            for key in sorted(own & set(spec)):
+                parts[key] = c.string(spec[key], f"{name}.{key}")
+            missing = backend_type.secret_required - set(parts)
+            if missing:
+                c.fail(name, f"needs {' and '.join(sorted(missing))}")
+            names[name].admin_secret = Secret(parts)
+            continue
         if ("raw" in spec) == ("env" in spec):
             c.fail(name, "needs exactly one of raw or env")
         if "raw" in spec:

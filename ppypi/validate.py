@@ -41,6 +41,8 @@ class Secret:
         return isinstance(other, Secret) and other.value == self.value
 
     def __hash__(self):
+        if isinstance(self.value, dict):  # a credential of several parts
+            return hash(tuple(sorted(self.value.items())))
         return hash(self.value)
 
 

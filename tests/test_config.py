@@ -67,7 +67,17 @@ YAML_MISTAKES = {
     "github key on filesystem": (repo("owner: acme"), "repositories.default.owner", "unknown key"),
     "path on github": (repo(*GITHUB, "path: x"), "repositories.default.path", "unknown key"),
     "unknown top-level key": ("repository:\n  default: {}\n", "repository", "unknown key"),
-    "bad type": (repo("type: s3"), "repositories.default.type", "must be filesystem or github"),
+    "bad type": (repo("type: ftp"), "repositories.default.type",
+                 "must be filesystem or github or s3"),
+    "s3 without bucket": (repo("type: s3"), "repositories.default.bucket", "is required"),
+    "s3 bad bucket": (repo("type: s3", "bucket: 'A/b'"), "repositories.default.bucket",
+                      "not a bucket name"),
+    "s3 bad downloads": (repo("type: s3", "bucket: b1", "downloads: cdn"),
+                         "repositories.default.downloads", "redirect or proxy"),
+    "s3 bad endpoint": (repo("type: s3", "bucket: b1", "endpoint_url: s3.example.com"),
+                        "repositories.default.endpoint_url", "http(s) URL"),
+    "s3 bad addressing": (repo("type: s3", "bucket: b1", "addressing_style: dns"),
+                          "repositories.default.addressing_style", "path or virtual"),
     "read wrong word": (repo("read: everyone"), "repositories.default.read", "'everyone'"),
     "read wrong type": (repo("read: 5"), "repositories.default.read", "not a number"),
     "write wrong word": (repo("write: somebody"), "repositories.default.write", "'somebody'"),
@@ -227,7 +237,7 @@ def test_sync_interval_nan(tmp_path):
 TOML_MISTAKES = {
     "empty": ("", None, "names no repository"),
     "missing type": ("[local]\nread_secret = 'r'\n", "local.type", "is required"),
-    "bad type": ("[local]\ntype = 's3'\n", "local.type", "file_system or github"),
+    "bad type": ("[local]\ntype = 'ftp'\n", "local.type", "file_system or github"),
     "unknown key": ("[local]\ntype = 'file_system'\nread_secrett = 'r'\n",
                     "local.read_secrett", "unknown key"),
     "write without read secret": ("[local]\ntype = 'file_system'\nwrite_secret = 'w'\n",
@@ -475,6 +485,41 @@ def test_admin_secret_mistake(tmp_path, text, key, problem):
     assert e.key == key
     assert problem in e.problem
     assert "LEAK" not in str(e)
+
+
+S3_REPOS = repo("path: pkgs") + "  store:\n    type: s3\n    bucket: acme-packages\n"
+
+
+def test_admin_secret_s3_key_pair(tmp_path):
+    config = load(tmp_path, S3_REPOS)
+    load_admin_secret("store: {access_key_id: AKIAEXAMPLE, secret_access_key: S3TOPSECRET}\n",
+                      config, is_text=True, environ={})
+    store = config.repository("store")
+    assert store.admin_secret.value == {"access_key_id": "AKIAEXAMPLE",
+                                        "secret_access_key": "S3TOPSECRET"}
+    assert "S3TOPSECRET" not in repr(store.admin_secret) and "S3TOPSECRET" not in repr(store)
+    assert hash(store.admin_secret) == hash(store.admin_secret)
+
+
+S3_SECRET_MISTAKES = {
+    "half a key pair": ("store: {access_key_id: AKIA}\n", "store", "secret_access_key"),
+    "key pair and raw": ("store: {raw: x, access_key_id: AKIA, secret_access_key: LEAK}\n",
+                         "store", "not both"),
+    "key not a string": ("store: {access_key_id: [a], secret_access_key: LEAK}\n",
+                         "store.access_key_id", "must be a string"),
+    "a key pair for a folder": ("default: {access_key_id: AKIA, secret_access_key: LEAK}\n",
+                                "default.access_key_id", "unknown key"),
+}
+
+
+@pytest.mark.parametrize("text, key, problem", S3_SECRET_MISTAKES.values(),
+                         ids=S3_SECRET_MISTAKES.keys())
+def test_admin_secret_s3_mistake(tmp_path, text, key, problem):
+    config = load(tmp_path, S3_REPOS)
+    with pytest.raises(ConfigError) as info:
+        load_admin_secret(text, config, is_text=True, environ={})
+    assert info.value.key == key and problem in info.value.problem
+    assert "LEAK" not in str(info.value)
 
 
 def test_admin_secret_missing_file(tmp_path):

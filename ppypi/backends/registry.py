@@ -10,7 +10,7 @@ import importlib
 from types import SimpleNamespace
 
 # The backends that come with ppypi, imported on first use of the registry.
-BUILTIN = ("ppypi.backends.filesystem", "ppypi.backends.github")
+BUILTIN = ("ppypi.backends.filesystem", "ppypi.backends.github", "ppypi.backends.s3")
 # The kind of a repository whose configuration names none, and of the
 # zero-configuration repository (a folder: ROOT).
 DEFAULT = "filesystem"
@@ -37,10 +37,15 @@ class BackendType:
         kinds their own access settings).
     @param check: C{f(checker, configs)} for rules between this kind's
         repositories (two folders may not be one).
+    @param secret_keys: the keys of a credential of several parts in the
+        admin secret (instead of C{raw}/C{env}); the repository's
+        C{admin_secret} then holds a dict of them.
+    @param secret_required: those of C{secret_keys} that must be given.
     """
 
     def __init__(self, name, keys, settings, factory, store_mode=None, toml_name=None,
-                 toml_keys=(), toml_settings=None, check=None):
+                 toml_keys=(), toml_settings=None, check=None, secret_keys=(),
+                 secret_required=()):
         self.name = name
         self.keys = frozenset(keys)
         self.settings = settings
@@ -50,6 +55,8 @@ class BackendType:
         self.toml_keys = frozenset(toml_keys)
         self.toml_settings = toml_settings
         self.check = check or (lambda checker, configs: None)
+        self.secret_keys = frozenset(secret_keys)
+        self.secret_required = frozenset(secret_required)
 
     def __repr__(self):
         return f"BackendType({self.name!r})"
