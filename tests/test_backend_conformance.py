@@ -19,6 +19,7 @@ import io
 import os
 import tempfile
 import time
+import urllib.request
 import zipfile
 
 import bcrypt
@@ -38,6 +39,7 @@ from ppypi.web.upload import check_upload
 
 from . import memory_backend
 from .fake_github import FakeGitHub, repository_yaml
+from .s3_server import Forwarder, moto_server  # noqa: F401 (a fixture)
 from .helpers import (InProcess, StubHTTP, basic, drive, run_now, upload_fields,
                       wheel_bytes)
 
@@ -105,6 +107,9 @@ class Harness:
     def rate_limit(self, seconds):
         """Make the store ask for a pause of C{seconds} (ending on the clock)."""
         pytest.skip(f"a {self.name} store has no rate limit")
+
+    def close(self):
+        """Stop what the harness started."""
 
 
 async def _wait(work):
@@ -235,13 +240,69 @@ class GitHubProxyHarness(GitHubHarness):
     downloads = "proxy"
 
 
+class S3Harness(Harness):
+    """
+    A fresh bucket on a real moto_server (signatures and the least IAM
+    policy checked), reached through a loopback forwarder that breaks it,
+    slows it down, and checks the presigned URLs moto cannot.
+    """
+
+    name = "s3"
+    downloads = "redirect"
+    fixtures = ("moto_server",)
+
+    def __init__(self, tmp_path, moto_server):
+        self.forwarder = Forwarder(moto_server.endpoint_url).start()
+        self.bucket = self.forwarder.trust_bucket(moto_server.make_bucket())
+        b = self.bucket
+        self.yaml = (f"  st: {{type: s3, bucket: {b.bucket}, prefix: {b.prefix}, "
+                     f"endpoint_url: '{b.endpoint_url}', region: {b.region}, "
+                     f"addressing_style: path, downloads: {self.downloads}}}\n")
+        self.admin_secret = (f"st: {{access_key_id: {b.access_key_id}, "
+                             f"secret_access_key: {b.secret_access_key}}}")
+        super().__init__(tmp_path)
+
+    def create(self):
+        backend = super().create()
+        # One try per request: botocore's backoff sleeps in real time.
+        backend.store_client.max_attempts = 1
+        return backend
+
+    def fetch(self, url):
+        assert url.startswith(self.forwarder.endpoint_url + "/"), url
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.read()
+
+    def break_store(self):
+        self.forwarder.refuse()
+
+    def repair(self):
+        self.forwarder.accept()
+
+    def rate_limit(self, seconds):
+        self.forwarder.fail_next(count=10 ** 9)  # SlowDown, until the pause is over
+        self.clock.callLater(seconds, self.forwarder.clear_faults)
+
+    def close(self):
+        self.forwarder.stop()
+
+
+class S3ProxyHarness(S3Harness):
+    name = "s3-proxy"
+    downloads = "proxy"
+
+
 HARNESSES = [FilesystemHarness, MemoryHarness, MemoryStreamHarness, GitHubHarness,
-             GitHubProxyHarness]
+             GitHubProxyHarness, S3Harness, S3ProxyHarness]
 
 
 @pytest.fixture(params=HARNESSES, ids=[h.name for h in HARNESSES])
 def harness(request, tmp_path):
-    return request.param(tmp_path)
+    fixtures = {name: request.getfixturevalue(name)
+                for name in getattr(request.param, "fixtures", ())}
+    made = request.param(tmp_path, **fixtures)
+    yield made
+    made.close()
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from types import SimpleNamespace
 
 from twisted.logger import Logger
 
-from ..interface import BackendError, Conflict, FileMissing, Listing, Redirect, Stored, Stream
-from ..interface import send
+from ..interface import (BackendError, Conflict, FileMissing, Listing, RateLimited, Redirect,
+                         Stored, Stream, send)
 from ..local import MetadataStore
 from ..registry import BackendType, register
 from .client import PreconditionFailed, StoreClient
@@ -195,6 +195,12 @@ class S3Backend:
             raise FileMissing(dist.filename)
         name = entry["key"]
         if self.downloads == "redirect":
+            if self.store_client.failing is not None:
+                # Down is not gone, and a client sent to a dead store only
+                # fails later: a 503 now, with the store's reason.
+                failing = self.store_client.failing
+                raise RateLimited(failing.retry_after, str(failing)) \
+                    if isinstance(failing, RateLimited) else BackendError(str(failing))
             return Redirect(await self._presigned(name))
         body = await self._run(self.store_client.open, name)
         if body is None:

@@ -128,6 +128,8 @@ class StoreClient:
         self._lock = threading.Lock()
         # Requests made, by operation (for /health and the tests' counts).
         self.calls = {}
+        # The store's last failure, until a request succeeds.
+        self.failing = None
 
     @property
     def client(self):
@@ -171,11 +173,29 @@ class StoreClient:
     def key(self, name):
         return self.prefix + name
 
-    def _call(self, what, operation, **kwargs):
+    def _call(self, what, operation, missing=False, **kwargs):
+        """
+        One operation. With C{missing}, a 404 gives None. The store's
+        failures (not a lost precondition) are remembered in C{failing}
+        until a request succeeds: a redirect into a store known to be down
+        would only fail later, at the client.
+        """
         try:
-            return getattr(self.client, operation)(Bucket=self.bucket, **kwargs)
-        except (ClientError, BotoCoreError) as e:
-            raise classify(e, what) from None
+            answer = getattr(self.client, operation)(Bucket=self.bucket, **kwargs)
+        except ClientError as e:
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if missing and (status == 404 or
+                            e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")):
+                self.failing = None
+                return None
+            error = classify(e, what)
+            self.failing = error if isinstance(error, BackendError) else None
+            raise error from None
+        except BotoCoreError as e:
+            self.failing = classify(e, what)
+            raise self.failing from None
+        self.failing = None
+        return answer
 
     # -- objects
 
@@ -186,18 +206,16 @@ class StoreClient:
         @raise NotModified: it still has C{etag}.
         """
         kwargs = {"IfNoneMatch": etag} if etag else {}
+        answer = self._call(f"GET {self.key(name)}", "get_object", missing=True,
+                            Key=self.key(name), **kwargs)
+        if answer is None:
+            return None
         try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self.key(name), **kwargs)
             with answer["Body"] as body:
                 return body.read(), answer["ETag"]
-        except ClientError as e:
-            info = e.response.get("Error", {})
-            if info.get("Code") in ("NoSuchKey", "404") or \
-                    e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                return None
-            raise classify(e, f"GET {self.key(name)}") from None
-        except BotoCoreError as e:
-            raise classify(e, f"GET {self.key(name)}") from None
+        except (BotoCoreError, OSError) as e:
+            self.failing = classify(e, f"GET {self.key(name)}")
+            raise self.failing from None
 
     def put(self, name, data, if_none_match=False, if_match=None,
             content_type="application/json", cache_control=None):
@@ -275,15 +293,9 @@ class StoreClient:
         A streaming body of the object (read it in the thread pool; close
         it), or None if there is none.
         """
-        try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self.key(name))
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise classify(e, f"GET {self.key(name)}") from None
-        except BotoCoreError as e:
-            raise classify(e, f"GET {self.key(name)}") from None
-        return answer["Body"]
+        answer = self._call(f"GET {self.key(name)}", "get_object", missing=True,
+                            Key=self.key(name))
+        return None if answer is None else answer["Body"]
 
     def list(self, under):
         """Every object below C{under}: [(name, etag, last modified epoch, size)]."""
