@@ -79,6 +79,7 @@ class S3Backend:
         self.needs_cleanup = False
         self._last_cleanup = clock.seconds() - CLEANUP_INTERVAL + CLEANUP_GRACE
         self._urls = {}  # object name -> (presigned URL, when made)
+        self._uploads_seen = {}  # unfinished multipart upload id -> first seen (wall clock)
 
     def describe(self):
         return self._description
@@ -269,8 +270,8 @@ class S3Backend:
         """
         Delete objects under files/ and metadata/ that no index document
         names and that are older than C{grace} seconds (another server may
-        be indexing a younger one), and abort multipart uploads begun
-        longer ago. Returns how many.
+        be indexing a younger one), and abort multipart uploads this server
+        saw unfinished longer ago. Returns how many.
         """
         await self.documents.reconcile()
         named = self.documents.keys()
@@ -281,10 +282,18 @@ class S3Backend:
                 if name not in named and modified < cutoff:
                     await self._run(self.store_client.delete, name)
                     removed += 1
-        for key, upload_id, started in await self._run(self.store_client.unfinished_uploads):
-            if started < cutoff:
+        # An upload counts from when this server first saw it unfinished:
+        # not every store's "Initiated" can be trusted (moto's is a fixed
+        # date in 2010), and a real one's is never later.
+        now = time.time()
+        seen = {}
+        for key, upload_id, _ in await self._run(self.store_client.unfinished_uploads):
+            seen[upload_id] = first = self._uploads_seen.get(upload_id, now)
+            if first < cutoff:
                 await self._run(self.store_client.abort, key, upload_id)
+                del seen[upload_id]
                 removed += 1
+        self._uploads_seen = seen
         return removed
 
 
