@@ -147,7 +147,7 @@ class StoreClient:
         config = Config(
             region_name=self.region, s3=s3 or None, connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT, signature_version="s3v4",
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             # Checksums only where S3 requires them: MinIO, R2 and older
             # Ceph do not all know the newer default trailing checksums.
             request_checksum_calculation="when_required",
