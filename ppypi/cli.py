@@ -6,6 +6,9 @@ The C{ppypi} command: helpers for administrators.
                            yank (or unyank) a release on a running server
     ppypi github init|reindex --root ROOT --config FILE [--admin-secret FILE] [REPO]
                            set up a GitHub repository, or rebuild its index
+    ppypi copy --root ROOT --config FILE [--admin-secret FILE] [--dry-run] SOURCE DEST
+                           copy every file, yank and name held of one repository
+                           into another (resumable: a run copies what is missing)
 """
 
 import argparse
@@ -14,6 +17,7 @@ import getpass
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -164,6 +168,200 @@ def github(args, stdout=None):
             raise SystemExit(f"ppypi github {args.action}: failed (see above)") from None
 
 
+def _size(count):
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+
+
+class _CopyProgress:
+    """
+    A copy's progress on C{stream}: on a terminal, a bar (files and bytes)
+    with the problems above it; elsewhere (a log, CI), a line a file.
+    """
+
+    # Seconds between redraws while a file arrives.
+    REDRAW = 0.1
+
+    def __init__(self, stream, tty, clock=time.monotonic):
+        self.stream = stream
+        self.tty = tty
+        self.clock = clock
+        self.total = self.total_bytes = self.done = self.done_bytes = self.current = 0
+        self._drawn = False
+        self._last = 0.0
+
+    def planned(self, plan):
+        self.total = len(plan.todo)
+        self.total_bytes = plan.todo_bytes
+        self.line(f"{self.total} files to copy ({_size(self.total_bytes)}), "
+                  f"{plan.already} already there"
+                  + (f", {len(plan.conflicts)} in conflict" if plan.conflicts else ""))
+        self._draw()
+
+    def received(self, count):
+        self.current += count
+        if self.tty and self.clock() - self._last >= self.REDRAW:
+            self._draw()
+
+    def finished(self, dist, outcome, reason=None):
+        self.done += 1
+        self.done_bytes += dist.size
+        self.current = 0
+        if not self.tty:
+            self.line(f"[{self.done}/{self.total}] {outcome}: {dist.filename}"
+                      + (f": {reason}" if reason else ""))
+        elif reason:
+            self.line(f"{outcome}: {dist.filename}: {reason}")  # the bar is drawn again
+        else:
+            self._draw()
+
+    def note(self, line):
+        self.line(line)
+
+    def line(self, text):
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        if self._drawn:
+            self._draw()
+        self.stream.flush()
+
+    def _draw(self):
+        if not self.tty:
+            return
+        self._last = self.clock()
+        width = 30
+        filled = width * self.done // self.total if self.total else width
+        received = min(self.done_bytes + self.current, self.total_bytes)
+        self.stream.write(f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] "
+                          f"{self.done}/{self.total} files, "
+                          f"{_size(received)} of {_size(self.total_bytes)}")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self):
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def _log_to(progress):
+    """
+    Warnings and errors (a backend's, a crash's) on stderr, through the
+    progress so that they never break the bar; the copy's own come through
+    the progress already.
+    """
+    from twisted.logger import LogLevel, formatEvent, globalLogBeginner
+
+    def observe(event):
+        if event.get("log_level", LogLevel.info) < LogLevel.warn:
+            return
+        if event.get("log_namespace", "").startswith("ppypi.copy"):
+            return
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text += "\n" + failure.getTraceback().rstrip("\n")
+        progress.line(f"ppypi copy: {text}")
+
+    globalLogBeginner.beginLoggingTo([observe], redirectStandardIO=False)
+
+
+def copy(args, stdout=None, stderr=None):
+    """ppypi copy SOURCE DEST, with the daemon's own configuration."""
+    from twisted.internet import defer, task
+
+    from . import copy as copying
+    from .backends.interface import BackendError
+    from .config import ConfigError, load_admin_secret, load_config
+
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    root = os.path.abspath(args.root)
+    try:
+        config = load_config(args.config, root, args.config_or_admin_secret_can_be_text)
+        load_admin_secret(args.admin_secret, config, args.config_or_admin_secret_can_be_text)
+    except ConfigError as e:
+        raise SystemExit(f"ppypi copy: {e}") from None
+    named = {r.name: r for r in config.repositories}
+    for name in (args.source, args.dest):
+        if name not in named:
+            raise SystemExit(f"ppypi copy: no repository {name!r} in the configuration "
+                             f"(it has {', '.join(sorted(named))})")
+    if args.source == args.dest:
+        raise SystemExit("ppypi copy: SOURCE and DEST are the same repository")
+    progress = _CopyProgress(stderr, stderr.isatty())
+    outcome = {}
+
+    async def run(reactor):
+        from treq.client import HTTPClient
+        from twisted.internet.threads import deferToThread
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        _log_to(progress)
+        # For files a source gives as a URL: no credentials go with them.
+        pool = HTTPConnectionPool(reactor)
+        http = HTTPClient(Agent(reactor, pool=pool))
+        backends = []
+        try:
+            for name in (args.source, args.dest):
+                backend = copying.make_backend(named[name], config, root, reactor,
+                                               deferToThread)
+                # As the daemon does before its first listing.
+                try:
+                    await deferToThread(backend.prepare)
+                except OSError as e:
+                    raise BackendError(f"repository {name}: {e.filename}: "
+                                       f"{e.strerror or e}") from None
+                backends.append(backend)
+            outcome["report"] = await copying.copy_repository(
+                *backends, deferToThread, http, progress,
+                max_file_bytes=named[args.dest].max_file_bytes, dry_run=args.dry_run)
+        except (BackendError, OSError) as e:
+            outcome["error"] = str(e) or type(e).__name__
+        except defer.CancelledError:
+            outcome["interrupted"] = True
+        finally:
+            progress.close()
+            await pool.closeCachedConnections()
+
+    def main(reactor):
+        work = defer.Deferred.fromCoroutine(run(reactor))
+
+        def interrupted():
+            # Ctrl-C or SIGTERM: the copy stops where it is and cleans up
+            # (its incoming file) before the reactor and its threads stop.
+            if not work.called:
+                work.cancel()
+                return work
+        reactor.addSystemEventTrigger("before", "shutdown", interrupted)
+        return work
+
+    try:
+        task.react(main)
+    except SystemExit as e:
+        if e.code:
+            raise SystemExit("ppypi copy: failed (see above)") from None
+    if "error" in outcome:
+        raise SystemExit(f"ppypi copy: {outcome['error']}")
+    if "report" not in outcome:
+        raise SystemExit(f"ppypi copy: interrupted; run it again to copy what {args.dest} "
+                         f"still lacks")
+    report = outcome["report"]
+    if report.dry_run:
+        for line in report.dry_run_lines():
+            stdout.write(line + "\n")
+    stdout.write(report.summary() + "\n")
+    stdout.flush()
+    if not report.complete:
+        raise SystemExit(f"ppypi copy: {args.dest} lacks some of {args.source} (see above)"
+                         if not report.dry_run else
+                         f"ppypi copy: a copy would leave some of {args.source} out (see above)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="ppypi", description="ppypi administration")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +400,24 @@ def main(argv=None):
                    "--config_or_admin_secret_can_be_text", action="store_true",
                    dest="config_or_admin_secret_can_be_text")
     g.set_defaults(func=github)
+    c = commands.add_parser(
+        "copy", help="copy every file, yank and name held of one repository into another",
+        description="Any kind of repository into any other (a folder into S3...). A file "
+                    "already in DEST with the same sha256 is skipped, so a run after an "
+                    "interruption copies only what is missing. A file of the same name with "
+                    "other content in DEST is reported, never overwritten. Exits 0 only "
+                    "when everything is in DEST.")
+    c.add_argument("source", help="a repository of the configuration")
+    c.add_argument("dest", help="a repository of the configuration")
+    c.add_argument("--root", required=True)
+    c.add_argument("--config", required=True)
+    c.add_argument("--admin-secret", "--admin_secret", dest="admin_secret")
+    c.add_argument("--config-or-admin-secret-can-be-text",
+                   "--config_or_admin_secret_can_be_text", action="store_true",
+                   dest="config_or_admin_secret_can_be_text")
+    c.add_argument("--dry-run", "--dry_run", action="store_true", dest="dry_run",
+                   help="list what would be copied; change nothing")
+    c.set_defaults(func=copy)
     args = parser.parse_args(argv)
     args.func(args)
 

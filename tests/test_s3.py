@@ -24,7 +24,7 @@ from ppypi.backends.s3 import client as s3_client
 from ppypi.backends.s3 import documents as s3_documents
 from ppypi.config import load_admin_secret, load_config
 
-from .s3_server import moto_server  # noqa: F401 (a fixture)
+from .s3_server import moto_server, s3_bucket, s3_forwarder  # noqa: F401 (fixtures)
 from .test_backend_conformance import PROJECT, S3Harness, Upload, listed, store
 
 
@@ -337,3 +337,62 @@ def test_slow_down_is_rate_limited_and_recovers(servers):
     servers.forwarder.clear_faults()
     assert len(listed(servers, one)) == 1
     assert isinstance(servers.run(one.download(dist)), Redirect)
+
+
+# -- moving up: ppypi copy --------------------------------------------------------------
+
+
+def test_ppypi_copy_a_folder_into_the_bucket_and_back(tmp_path, s3_forwarder):
+    """How a team moves up: every file and yank of a folder into S3, resumable."""
+    import subprocess
+
+    from .conftest import BIN
+    from .helpers import wheel_bytes
+
+    b = s3_forwarder.bucket
+    root = tmp_path / "root"
+    (root / "pkgs" / "acme-tool").mkdir(parents=True)
+    wheels = {}
+    for version in ("1.0", "1.1", "2.0"):
+        name = f"acme_tool-{version}-py3-none-any.whl"
+        wheels[name] = wheel_bytes("acme_tool", version)
+        (root / "pkgs" / "acme-tool" / name).write_bytes(wheels[name])
+    (root / ".ppypi" / "repositories" / "local").mkdir(parents=True)
+    (root / ".ppypi" / "repositories" / "local" / "yanked.json").write_text(
+        json.dumps({PROJECT: {"1.1": "broken"}}))
+    config = tmp_path / "ppypi.yaml"
+    config.write_text("repositories:\n  local: {type: filesystem, path: pkgs}\n"
+                      + server_yaml(b).replace("  st:", "  store:")
+                      + "  back: {type: filesystem, path: back}\n")
+    secret = tmp_path / "secret.yaml"
+    secret.write_text(f"store: {{access_key_id: {b.access_key_id}, "
+                      f"secret_access_key: {b.secret_access_key}}}\n")
+
+    def ppypi_copy(source, dest):
+        return subprocess.run([os.path.join(BIN, "ppypi"), "copy", "--root", str(root),
+                               "--config", str(config), "--admin-secret", str(secret),
+                               source, dest], capture_output=True, text=True, timeout=120)
+
+    # Interrupted: the store refuses the second file's write; a run again resumes.
+    s3_forwarder.fail_next(count=10 ** 6, status=500, code="InternalError", method="PUT",
+                           match=lambda q: "1.1" in q.path and q.path.endswith(".whl"))
+    first = ppypi_copy("local", "store")
+    assert first.returncode == 1, first.stdout + first.stderr
+    s3_forwarder.clear_faults()
+    second = ppypi_copy("local", "store")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.startswith("1 copied") or second.stdout.startswith("2 copied"), \
+        second.stdout
+    again = ppypi_copy("local", "store")
+    assert again.returncode == 0 and again.stdout.startswith("0 copied"), again.stdout
+    doc = json.loads(b.read(f"pypi/index/{PROJECT}.json"))
+    assert sorted(doc["files"]) == sorted(wheels)
+    assert doc["yanked"] == {"1.1": "broken"}
+    for name, data in wheels.items():
+        assert doc["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
+    # And out again, through presigned URLs the forwarder checks.
+    out = ppypi_copy("store", "back")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sorted(os.listdir(root / "back" / "acme-tool")) == sorted(wheels)
+    for name, data in wheels.items():
+        assert (root / "back" / "acme-tool" / name).read_bytes() == data
