@@ -396,3 +396,24 @@ def test_ppypi_copy_a_folder_into_the_bucket_and_back(tmp_path, s3_forwarder):
     assert sorted(os.listdir(root / "back" / "acme-tool")) == sorted(wheels)
     for name, data in wheels.items():
         assert (root / "back" / "acme-tool" / name).read_bytes() == data
+
+
+def test_a_conflicting_write_in_flight_is_tried_again(servers):
+    """S3 answers 409 ConditionalRequestConflict when another write of the key is in flight."""
+    one = servers.server(1)
+    servers.run(one.list_files())
+    fw = servers.forwarder
+    fw.fail_next(count=1, status=409, code="ConditionalRequestConflict", method="PUT",
+                 path=r"\.whl$")
+    fw.fail_next(count=1, status=409, code="ConditionalRequestConflict", method="PUT",
+                 path=r"/pypi/index/")
+    u = Upload(one, "1.0")
+    assert store(servers, one, u).status == "stored"
+    assert fw.count("PUT", r"\.whl$") == 2 and fw.count("PUT", r"/pypi/index/") == 2
+    assert listed(servers, servers.server(2))[u.filename].sha256 == u.sha256
+    # A file whose every write conflicts is not published.
+    fw.fail_next(count=10, status=409, code="ConditionalRequestConflict", method="PUT",
+                 path=r"\.whl$")
+    with pytest.raises(BackendError):
+        store(servers, one, Upload(one, "2.0"))
+    assert list(listed(servers, servers.server(3))) == [u.filename]

@@ -32,6 +32,9 @@ PART_SIZE = 16 << 20
 MAX_ATTEMPTS = 4
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 30
+# Writes of one key that S3 answers 409 ConditionalRequestConflict (another
+# write in flight) are tried this many times.
+CONFLICT_TRIES = 3
 # What a client is told to wait when the store said SlowDown (it gives no time).
 SLOWDOWN_RETRY_AFTER = 5
 # Presigned download URLs: signed at the start of a window of this many
@@ -244,16 +247,23 @@ class StoreClient:
 
         @return: True if written, False if the object was there already.
         """
-        try:
-            if size <= MULTIPART_THRESHOLD:
-                with open(path, "rb") as f:
-                    self.put(name, f, if_none_match=True, content_type=content_type,
-                             cache_control=cache_control)
-            else:
-                self._put_parts(name, path, content_type, cache_control)
-        except PreconditionFailed:
-            return False
-        return True
+        for attempt in range(CONFLICT_TRIES):
+            try:
+                if size <= MULTIPART_THRESHOLD:
+                    with open(path, "rb") as f:
+                        self.put(name, f, if_none_match=True, content_type=content_type,
+                                 cache_control=cache_control)
+                else:
+                    self._put_parts(name, path, content_type, cache_control)
+            except PreconditionFailed as e:
+                if str(e) != "ConditionalRequestConflict":
+                    return False  # 412: there already (the same bytes: the key says so)
+                # 409: another write of the key was in flight; AWS says to try again.
+                if attempt == CONFLICT_TRIES - 1:
+                    raise BackendError(f"PUT {self.key(name)}: ConditionalRequestConflict "
+                                       f"{CONFLICT_TRIES} times") from None
+                continue
+            return True
 
     def _put_parts(self, name, path, content_type, cache_control):
         key = self.key(name)

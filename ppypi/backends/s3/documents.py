@@ -25,6 +25,7 @@ import json
 import os
 import random
 
+from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.task import deferLater
 
 from ...domain import DistFile
@@ -44,6 +45,8 @@ RETRY_PAUSE = 0.05
 RETRY_PAUSE_MAX = 2.0
 # A listing of index/ checks the root this often (and at start).
 RECONCILE_INTERVAL = 600.0
+# Documents fetched at once by a sync (a fresh server fetches them all).
+FETCH_CONCURRENCY = 8
 
 
 def doc_name(project):
@@ -165,6 +168,13 @@ class IndexDocuments:
             return None
         return {"etag": etag, "serial": serial, "doc": doc}
 
+    async def _fetch_docs(self, projects):
+        """Several documents, FETCH_CONCURRENCY at a time (a fresh server's first sync)."""
+        limit = DeferredSemaphore(FETCH_CONCURRENCY)
+        return await gatherResults(
+            [limit.run(lambda p=p: Deferred.fromCoroutine(self._fetch_doc(p)))
+             for p in projects], consumeErrors=True).addErrback(_first_error)
+
     async def sync(self):
         """
         Bring the local copy in step: one conditional GET of the root when
@@ -186,14 +196,13 @@ class IndexDocuments:
             data, self.root_etag = found
             self.root = _projects(data)
             changed = True
-        for project, serial in self.root.items():
-            held = self.docs.get(project)
-            if held is None or held["serial"] < serial:
-                got = await self._fetch_doc(project)
-                fetched += 1
-                if got is not None:
-                    self.docs[project] = got
-                    changed = True
+        stale = [project for project, serial in self.root.items()
+                 if project not in self.docs or self.docs[project]["serial"] < serial]
+        for project, got in zip(stale, await self._fetch_docs(stale)):
+            fetched += 1
+            if got is not None:
+                self.docs[project] = got
+                changed = True
         now = self.clock.seconds()
         if self._last_reconcile is None or now - self._last_reconcile >= RECONCILE_INTERVAL:
             fetched += await self.reconcile()
@@ -213,15 +222,16 @@ class IndexDocuments:
         fetched = 0
         stale = {}
         seen = set()
+        differing = []
         for name, etag, _, _ in listed:
             if not name.endswith(".json"):
                 continue
             project = name[len(INDEX_DIR):-len(".json")]
             seen.add(project)
             held = self.docs.get(project)
-            if held is not None and held["etag"] == etag:
-                continue
-            got = await self._fetch_doc(project)
+            if held is None or held["etag"] != etag:
+                differing.append(project)
+        for project, got in zip(differing, await self._fetch_docs(differing)):
             fetched += 1
             if got is None:
                 continue
@@ -355,6 +365,13 @@ class IndexDocuments:
                 continue
             return
         raise BackendError(f"{HELD}: still conflicting after {MAX_RETRIES} tries")
+
+
+def _first_error(failure):
+    """gatherResults' FirstError, unwrapped: the backend's own failure."""
+    from twisted.internet.defer import FirstError
+    failure.trap(FirstError)
+    failure.value.subFailure.raiseException()
 
 
 def metadata_name(sha256):
