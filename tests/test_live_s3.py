@@ -233,6 +233,12 @@ def test_store_faults_give_503_and_pages_keep_being_served(fleet):
         wait_for(lambda: get(one.url + "health")[0] == 200, timeout=60,
                  what="/health to recover")
     assert get(one.url + "simple/not-here/")[0] == 302
+    # A store that stalls (syncs hang on it): pages are served all the same.
+    fw.stall()
+    wait_for(lambda: fw.held >= 1, timeout=30, what="a sync to hang on the store")
+    status, _, page = get(one.url + "simple/acme-tool/")
+    assert status == 200 and b"acme_tool-1.0" in page
+    fw.release()
 
 
 def test_a_wrong_key_is_named_in_health_and_the_log(fleet, tmp_path):

@@ -417,3 +417,16 @@ def test_a_conflicting_write_in_flight_is_tried_again(servers):
     with pytest.raises(BackendError):
         store(servers, one, Upload(one, "2.0"))
     assert list(listed(servers, servers.server(3))) == [u.filename]
+
+
+def test_botocore_tries_again_after_a_5xx_and_the_retry_is_counted(servers):
+    one = servers.server(1)
+    one.store_client.max_attempts = 4  # the daemon's default
+    retries = []
+    one.store_client._on_retry = lambda: retries.append(1)
+    servers.run(one.list_files())
+    servers.forwarder.fail_next(count=2, status=503, code="SlowDown", method="PUT")
+    u = Upload(one, "1.0")
+    assert store(servers, one, u).status == "stored"
+    assert len(retries) == 2
+    assert servers.forwarder.count(fault="SlowDown") == 2
