@@ -120,20 +120,27 @@ def _progress(stream):
     return show
 
 
-def github(args, stdout=None):
-    """ppypi github init / reindex, with the daemon's own configuration."""
-    from twisted.internet import defer, task
-
-    from .backends import registry
+def _load_config(args, command):
+    """(ROOT, configuration with the admin secret) of --root/--config/--admin-secret."""
     from .config import ConfigError, load_admin_secret, load_config
 
-    stdout = stdout or sys.stdout
     root = os.path.abspath(args.root)
     try:
         config = load_config(args.config, root, args.config_or_admin_secret_can_be_text)
         load_admin_secret(args.admin_secret, config, args.config_or_admin_secret_can_be_text)
     except ConfigError as e:
-        raise SystemExit(f"ppypi github: {e}") from None
+        raise SystemExit(f"{command}: {e}") from None
+    return root, config
+
+
+def github(args, stdout=None):
+    """ppypi github init / reindex, with the daemon's own configuration."""
+    from twisted.internet import defer, task
+
+    from .backends import registry
+
+    stdout = stdout or sys.stdout
+    root, config = _load_config(args, "ppypi github")
     candidates = [r for r in config.repositories if r.type == "github"
                   and (args.repository is None or r.name == args.repository)]
     if len(candidates) != 1:
@@ -276,16 +283,10 @@ def copy(args, stdout=None, stderr=None):
 
     from . import copy as copying
     from .backends.interface import BackendError
-    from .config import ConfigError, load_admin_secret, load_config
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    root = os.path.abspath(args.root)
-    try:
-        config = load_config(args.config, root, args.config_or_admin_secret_can_be_text)
-        load_admin_secret(args.admin_secret, config, args.config_or_admin_secret_can_be_text)
-    except ConfigError as e:
-        raise SystemExit(f"ppypi copy: {e}") from None
+    root, config = _load_config(args, "ppypi copy")
     named = {r.name: r for r in config.repositories}
     for name in (args.source, args.dest):
         if name not in named:

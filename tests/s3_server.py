@@ -641,22 +641,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass
                     return
-                remaining = size
-                while remaining:
-                    data = self.rfile.read(min(remaining, CHUNK))
-                    if not data:
-                        raise ConnectionResetError("request body cut short")
-                    remaining -= len(data)
-                    yield data
+                yield from self._read(size)
                 self.rfile.readline()  # the CRLF after the chunk
         else:
-            remaining = int(self.headers.get("Content-Length") or 0)
-            while remaining:
-                data = self.rfile.read(min(remaining, CHUNK))
-                if not data:
-                    raise ConnectionResetError("request body cut short")
-                remaining -= len(data)
-                yield data
+            yield from self._read(int(self.headers.get("Content-Length") or 0))
+
+    def _read(self, size):
+        """C{size} bytes of the request body, as they come."""
+        while size:
+            data = self.rfile.read(min(size, CHUNK))
+            if not data:
+                raise ConnectionResetError("request body cut short")
+            size -= len(data)
+            yield data
 
     def _discard_body(self):
         if getattr(self, "_body_pending", False):

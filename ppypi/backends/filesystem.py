@@ -22,7 +22,8 @@ from ..domain import DistFile
 from ..metadata import MetadataError, inspect
 from ..validate import ANYONE, AUTHENTICATED, Secret
 from .interface import BackendError, Conflict, FileMissing, LocalFile, StorageFull, Stored
-from .local import LocalHeldNames, MetadataStore, fsync_dir, sha256_file, write_atomically
+from .local import (LocalHeldNames, MetadataStore, empty_incoming, fsync_dir, sha256_file,
+                    write_atomically)
 from .scan import dump_known, load_known, scan_folder  # noqa: F401 (tests import scan_folder here)
 from .registry import BackendType, register
 
@@ -64,14 +65,7 @@ class FilesystemBackend(LocalHeldNames):
         interrupted by a crash left behind. Returns how many files that was.
         """
         os.makedirs(self.folder, exist_ok=True)
-        os.makedirs(self.incoming_dir, exist_ok=True)
-        removed = 0
-        for name in os.listdir(self.incoming_dir):
-            try:
-                os.unlink(os.path.join(self.incoming_dir, name))
-                removed += 1
-            except IsADirectoryError:
-                pass
+        removed = empty_incoming(self.incoming_dir)
         # Temporary files of atomic writes a crash interrupted.
         for folder in (self.state_dir, self.metadata.folder):
             try:

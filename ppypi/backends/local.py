@@ -61,6 +61,47 @@ def write_atomically(path, data, sync=True):
         fsync_dir(os.path.dirname(path) or ".")
 
 
+def empty_incoming(folder):
+    """Create C{folder}, or delete what uploads a crash interrupted left in it (blocking)."""
+    os.makedirs(folder, exist_ok=True)
+    removed = 0
+    for name in os.listdir(folder):
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed += 1
+        except IsADirectoryError:
+            pass
+    return removed
+
+
+CACHE_VERSION = 1
+
+
+def load_cache(path, source):
+    """
+    A remote index's local copy (blocking): (its fields, None), or (None,
+    why not) when it is missing, made for another store, or damaged.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None, None
+    except (ValueError, OSError) as e:
+        return None, f"unreadable ({e})"
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or \
+            data.get("source") != source:
+        return None, None
+    return data, None
+
+
+def save_cache(path, source, sync=True, **fields):
+    """Write a remote index's local copy (blocking), for L{load_cache}."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    data = dict(fields, version=CACHE_VERSION, source=source)
+    write_atomically(path, json.dumps(data, separators=(",", ":")).encode(), sync=sync)
+
+
 class MetadataStore:
     """
     Core metadata files, content-addressed (sha256), in a folder of the

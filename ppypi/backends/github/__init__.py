@@ -39,7 +39,7 @@ from twisted.logger import Logger
 
 from ...validate import ConfigError
 from ..interface import Listing
-from ..local import LocalHeldNames, MetadataStore
+from ..local import LocalHeldNames, MetadataStore, empty_incoming
 from ..registry import BackendType, register
 from .api import GitHubAPI, GitHubError, RateLimited
 from .documents import IndexDocuments
@@ -83,13 +83,8 @@ class GitHubBackend(LocalHeldNames):
         return {"hashed_since_start": self.hashed_total}
 
     def prepare(self):
-        """Start-up (blocking): folders, and leftovers of interrupted uploads."""
-        os.makedirs(self.incoming_dir, exist_ok=True)
-        removed = 0
-        for name in os.listdir(self.incoming_dir):
-            os.unlink(os.path.join(self.incoming_dir, name))
-            removed += 1
-        return removed
+        """Start-up (blocking): the folders, and uploads a crash interrupted."""
+        return empty_incoming(self.incoming_dir)
 
     async def permissions(self, token):
         return await self.remote.permissions(token)

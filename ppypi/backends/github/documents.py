@@ -18,12 +18,11 @@ from twisted.internet.task import deferLater
 from ...domain import DistFile
 from ...names import InvalidFilename, parse_filename
 from ..interface import BackendError
-from ..local import write_atomically
+from ..local import load_cache, save_cache
 from .api import GitHubError
 
 INDEX_DIR = "index"
 DOC_FORMAT = 1
-CACHE_VERSION = 1
 # Tries at writing a project's index file before an upload gives up; between
 # tries a random pause that grows (many writers at one project spread out).
 MAX_INDEX_RETRIES = 12
@@ -64,26 +63,18 @@ class IndexDocuments:
     # -- the local copy (blocking: run in a thread)
 
     def _load_cache(self):
-        try:
-            with open(self.cache_path, "rb") as f:
-                data = json.load(f)
-            if data.get("version") != CACHE_VERSION or \
-                    data.get("source") != self.remote.describe():
-                return None, {}
-            return data.get("tree_etag"), data["docs"]
-        except FileNotFoundError:
-            return None, {}
-        except (ValueError, KeyError, TypeError, OSError) as e:
+        data, problem = load_cache(self.cache_path, self.remote.describe())
+        if problem:
             self.remote.log.warn(
-                "repository {repo}: {path} unreadable ({e}); fetching the index again",
-                repo=self.remote.name, path=self.cache_path, e=e)
+                "repository {repo}: {path} {problem}; fetching the index again",
+                repo=self.remote.name, path=self.cache_path, problem=problem)
+        try:
+            return (data["tree_etag"], data["docs"]) if data else (None, {})
+        except (KeyError, TypeError):
             return None, {}
 
     def _save_cache(self, tree_etag, docs):
-        os.makedirs(self.state_dir, exist_ok=True)
-        data = {"version": CACHE_VERSION, "source": self.remote.describe(),
-                "tree_etag": tree_etag, "docs": docs}
-        write_atomically(self.cache_path, json.dumps(data, separators=(",", ":")).encode())
+        save_cache(self.cache_path, self.remote.describe(), tree_etag=tree_etag, docs=docs)
 
     # -- what the index holds
 

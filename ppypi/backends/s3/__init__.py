@@ -35,7 +35,7 @@ from twisted.logger import Logger
 
 from ..interface import (BackendError, Conflict, FileMissing, Listing, RateLimited, Redirect,
                          Stored, Stream, send)
-from ..local import MetadataStore
+from ..local import MetadataStore, empty_incoming
 from ..registry import BackendType, register
 from .client import PreconditionFailed, StoreClient
 from .documents import IndexDocuments, dist_from_entry, metadata_name
@@ -93,12 +93,7 @@ class S3Backend:
 
     def prepare(self):
         """Start-up (blocking): the folders, and uploads a crash interrupted."""
-        os.makedirs(self.incoming_dir, exist_ok=True)
-        removed = 0
-        for name in os.listdir(self.incoming_dir):
-            os.unlink(os.path.join(self.incoming_dir, name))
-            removed += 1
-        return removed
+        return empty_incoming(self.incoming_dir)
 
     # -- the index
 

@@ -31,14 +31,13 @@ from twisted.internet.task import deferLater
 from ...domain import DistFile
 from ...names import InvalidFilename, parse_filename
 from ..interface import BackendError
-from ..local import write_atomically
+from ..local import load_cache, save_cache
 from .client import NotModified, PreconditionFailed
 
 INDEX_DIR = "index/"
 ROOT = "index.json"
 HELD = "names-held.json"
 DOC_FORMAT = 1
-CACHE_VERSION = 1
 # Tries at a compare-and-swap before giving up, and the pause between them.
 MAX_RETRIES = 16
 RETRY_PAUSE = 0.05
@@ -94,25 +93,18 @@ class IndexDocuments:
     # -- the local copy (blocking)
 
     def _load_cache(self):
+        data, problem = load_cache(self.cache_path, self.source)
+        if problem:
+            self.log.warn("repository {repo}: {path} {problem}; fetching the index again",
+                          repo=self.name, path=self.cache_path, problem=problem)
         try:
-            with open(self.cache_path, "rb") as f:
-                data = json.load(f)
-            if data.get("version") != CACHE_VERSION or data.get("source") != self.source:
-                return None, {}, {}
-            return data["root_etag"], data["root"], data["docs"]
-        except FileNotFoundError:
-            return None, {}, {}
-        except (ValueError, KeyError, TypeError, OSError) as e:
-            self.log.warn("repository {repo}: {path} unreadable ({e}); fetching the index again",
-                          repo=self.name, path=self.cache_path, e=e)
+            return (data["root_etag"], data["root"], data["docs"]) if data else (None, {}, {})
+        except (KeyError, TypeError):
             return None, {}, {}
 
     def _save_cache(self):
-        os.makedirs(self.state_dir, exist_ok=True)
-        data = {"version": CACHE_VERSION, "source": self.source, "root_etag": self.root_etag,
-                "root": self.root, "docs": self.docs}
-        write_atomically(self.cache_path, json.dumps(data, separators=(",", ":")).encode(),
-                         sync=False)
+        save_cache(self.cache_path, self.source, sync=False, root_etag=self.root_etag,
+                   root=self.root, docs=self.docs)
 
     # -- what the index holds
 
