@@ -49,7 +49,8 @@ class RepositoryConfig:
                  sync_interval=DEFAULT_SYNC_INTERVAL,
                  max_file_bytes=DEFAULT_MAX_FILE_BYTES, allow_overwrite=False,
                  read_secret=None, write_secret=None, admin_secret=None,
-                 page_max_age=DEFAULT_PAGE_MAX_AGE, settings=None, **backend_settings):
+                 page_max_age=DEFAULT_PAGE_MAX_AGE, upstream=None, settings=None,
+                 **backend_settings):
         self.name = name
         self.type = type
         self.read = read
@@ -61,6 +62,8 @@ class RepositoryConfig:
         self.write_secret = write_secret
         self.admin_secret = admin_secret
         self.page_max_age = page_max_age
+        # The proxy repository that answers names this one does not hold.
+        self.upstream = upstream
         self.settings = settings if settings is not None else SimpleNamespace(**backend_settings)
 
     def __repr__(self):
@@ -147,7 +150,7 @@ def _parse(label, text, fmt):
 # -- validating ------------------------------------------------------------
 
 COMMON_KEYS = frozenset({"type", "read", "write", "sync_interval", "max_file_bytes",
-                         "allow_overwrite", "page_max_age"})
+                         "allow_overwrite", "page_max_age", "upstream"})
 
 
 def _yaml_config(data, source, root, config_dir):
@@ -222,6 +225,9 @@ def _common_repo_settings(c, spec, key, backend_type):
                                   f"{key}.allow_overwrite"),
         page_max_age=c.number(spec.get("page_max_age", DEFAULT_PAGE_MAX_AGE),
                               f"{key}.page_max_age", integer=True, minimum=0),
+        # A kind whose own key is "upstream" (a mirror's URL) keeps it.
+        upstream=(c.string(spec["upstream"], f"{key}.upstream")
+                  if "upstream" in spec and "upstream" not in backend_type.keys else None),
     )
 
 
@@ -236,6 +242,16 @@ def _check_repositories(c, config, users):
                     ):
                         c.fail(f"repositories.{r.name}.{what}",
                                f"user {user!r} is not defined under users")
+    named = {r.name: r for r in config.repositories}
+    for r in config.repositories:
+        if r.upstream is None:
+            continue
+        target = named.get(r.upstream)
+        if target is None:
+            c.fail(f"repositories.{r.name}.upstream", f"no repository {r.upstream!r}")
+        if not getattr(registry.get(target.type), "mirror", False):
+            c.fail(f"repositories.{r.name}.upstream",
+                   f"{r.upstream!r} is not a proxy repository (type: proxy)")
     for backend_type in registry.types():
         backend_type.check(c, [r for r in config.repositories if r.type == backend_type.name])
 

@@ -363,6 +363,30 @@ class RepositoryIndex:
         self.ready = True
         return len(new), 0
 
+    def replace_project(self, project, files, yanks):
+        """Make one project hold exactly C{files} and C{yanks} (a mirror's page)."""
+        new = {f.filename: f for f in files}
+        for f in list(self._projects.get(project, ())):
+            if f.filename not in new:
+                self.remove(f.filename)
+        for f in new.values():
+            old = self._files.get(f.filename)
+            if old is not f and old != f:
+                self.add(f)
+        if (yanks or None) != self.yanks.get(project):
+            self._changed(project)
+            if yanks:
+                self.yanks[project] = dict(yanks)
+            else:
+                self.yanks.pop(project, None)
+
+    def forget_project(self, project):
+        """Drop a project (a mirror's page, dropped); it is held no more."""
+        for f in list(self._projects.get(project, ())):
+            self.remove(f.filename)
+        self.yanks.pop(project, None)
+        self.held.discard(project)
+
     def set_yanks(self, yanks):
         """Replace every yank: {project: {version: reason}}."""
         for project in set(yanks) | set(self.yanks):

@@ -8,7 +8,7 @@ from packaging.version import Version
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
-from .backends import BackendError, Conflict
+from .backends import BackendError, Conflict, Mirror
 from .index import RepositoryIndex
 from .names import version_of
 
@@ -39,6 +39,9 @@ class Repository:
         self._yank_lock = DeferredLock()
         self.metrics = metrics
         self._changes = None        # {filename: DistFile or None} while a scan runs
+        # A mirror (a proxy of another index) fetches a project when asked.
+        self.mirror = backend if isinstance(backend, Mirror) else None
+        self._checked = {}          # project -> (when its page was checked, why stale or None)
 
     async def _load_held(self):
         try:
@@ -103,6 +106,43 @@ class Repository:
                 added=added, removed=removed, hashed=result.hashed,
                 seconds=self._clock.seconds() - started)
         return True
+
+    # -- a mirror's projects, fetched when asked
+
+    def fresh(self, project):
+        """Is a mirror's page of C{project} recent enough to serve as it is?"""
+        checked = self._checked.get(project)
+        return checked is not None and checked[1] is None and \
+            time.time() - checked[0] < self.mirror.page_ttl
+
+    def stale(self, project):
+        """Why the page of C{project} is the last one the source gave (None: it is not)."""
+        checked = self._checked.get(project)
+        return checked[1] if checked is not None else None
+
+    async def lookup(self, project):
+        """
+        Fetch (or revalidate) a mirror's page of C{project} into the index.
+        Returns False when the source has no such project.
+
+        @raise BackendError: the source failed and nothing is cached.
+        """
+        view = await self.mirror.fetch_project(project)
+        if view is None:
+            self._checked.pop(project, None)
+            self.index.forget_project(project)
+            return False
+        self.index.replace_project(project, view.files, view.yanks)
+        self._checked[project] = (view.checked_at, view.stale)
+        if view.stale is not None and self.metrics is not None:
+            self.metrics.backend_error(self.name, "upstream")
+        return True
+
+    async def forget(self, project):
+        """Drop a mirror's cached page of C{project}; True if there was one."""
+        self._checked.pop(project, None)
+        self.index.forget_project(project)
+        return await self.mirror.forget_project(project)
 
     def _mark_failing(self, error):
         """

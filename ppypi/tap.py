@@ -359,6 +359,10 @@ def build(options, config, reactor, run_in_thread, token=None, http=None,
                               config.is_reserved, metrics, token_path)
         for r in repositories
     }
+    for r in repositories:
+        if r.config.upstream is not None:
+            # Names this repository never held are answered from its mirror.
+            apps[r.name].ctx.upstream = apps[r.config.upstream].ctx
     spool_dir = os.path.join(state_root, "tmp")
     os.makedirs(spool_dir, exist_ok=True)
     site = IndexSite(Root(apps, repositories, metrics), spool_dir,

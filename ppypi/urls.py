@@ -11,4 +11,8 @@ SERVER_HEADS = ("health", "metrics")
 # Not served yet, kept free for what comes next.
 KEPT_HEADS = ("static",)
 
-RESERVED_NAMES = frozenset(REPOSITORY_HEADS + SERVER_HEADS + KEPT_HEADS)
+# "pypi" may name a repository all the same (a mirror of pypi.org is
+# naturally called so): /pypi/NAME/json stays the first repository's JSON
+# API, every other /pypi/... path is that repository's.
+SHARED_HEAD = "pypi"
+RESERVED_NAMES = frozenset(REPOSITORY_HEADS + SERVER_HEADS + KEPT_HEADS) - {SHARED_HEAD}

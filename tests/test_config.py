@@ -69,6 +69,20 @@ YAML_MISTAKES = {
     "unknown top-level key": ("repository:\n  default: {}\n", "repository", "unknown key"),
     "bad type": (repo("type: ftp"), "repositories.default.type",
                  "must be filesystem or github or s3"),
+    "upstream not a repository": (repo("upstream: pypi"), "repositories.default.upstream",
+                                  "no repository 'pypi'"),
+    "upstream not a proxy": (repo("upstream: other") + "  other: {path: o}\n",
+                             "repositories.default.upstream", "not a proxy repository"),
+    "proxy upstream not a URL": (repo("type: proxy", "upstream: pypi.org/simple"),
+                                 "repositories.default.upstream", "http(s) URL"),
+    "proxy upstream with credentials": (repo("type: proxy", "upstream: 'https://u:p@x/simple/'"),
+                                        "repositories.default.upstream", "admin secret"),
+    "proxy bad min_age": (repo("type: proxy", "min_age: soon"), "repositories.default.min_age",
+                          "duration"),
+    "proxy bad page_ttl": (repo("type: proxy", "page_ttl: -1"), "repositories.default.page_ttl",
+                           "at least 0"),
+    "proxy bad budget": (repo("type: proxy", "max_cache_bytes: lots"),
+                         "repositories.default.max_cache_bytes", "number"),
     "s3 without bucket": (repo("type: s3"), "repositories.default.bucket", "is required"),
     "s3 bad bucket": (repo("type: s3", "bucket: 'A/b'"), "repositories.default.bucket",
                       "not a bucket name"),
@@ -155,13 +169,19 @@ def test_yaml_mistake(tmp_path, text, key, problem):
     assert str(e) == expected
 
 
-# Every URL segment of its own in SPEC.md's URL table.
-@pytest.mark.parametrize("name", ["simple", "packages", "health", "legacy", "pypi",
+# Every URL segment of its own in SPEC.md's URL table, but "pypi": SPEC's own
+# example names its mirror so (/pypi/NAME/json stays the JSON API).
+@pytest.mark.parametrize("name", ["simple", "packages", "health", "legacy",
                                   "project", "metrics"])
 def test_repository_name_that_is_a_server_url(tmp_path, name):
     e = config_error(tmp_path, repo(name=name))
     assert e.key == f"repositories.{name}"
     assert "URL" in e.problem and repr(name) in e.problem
+
+
+def test_pypi_may_name_a_repository(tmp_path):
+    config = load(tmp_path, repo(name="pypi"))
+    assert [r.name for r in config.repositories] == ["pypi"]
 
 
 def test_unknown_key_lists_the_known_ones(tmp_path):

@@ -5,9 +5,10 @@ L{ppypi.backends.registry}.
 """
 
 from .interface import (
-    Backend, BackendError, Conflict, FileMissing, Listing, LocalFile, RateLimited, Redirect,
-    StorageFull, Stored, Stream)
+    Backend, BackendError, BadUpstream, Conflict, FileMissing, Listing, LocalFile, Mirror,
+    RateLimited, ReadOnly, Redirect, StorageFull, Stored, Stream)
 
 # The names every layer imports from here.
-__all__ = ["Backend", "BackendError", "Conflict", "FileMissing", "Listing", "LocalFile",
-           "RateLimited", "Redirect", "StorageFull", "Stored", "Stream"]
+__all__ = ["Backend", "BackendError", "BadUpstream", "Conflict", "FileMissing", "Listing",
+           "LocalFile", "Mirror", "RateLimited", "ReadOnly", "Redirect", "StorageFull",
+           "Stored", "Stream"]

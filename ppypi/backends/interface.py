@@ -44,6 +44,17 @@ class RateLimited(BackendError):
         super().__init__(message or f"rate limited: retry in {retry_after}s", retry_after)
 
 
+class BadUpstream(BackendError):
+    """
+    The source a backend mirrors sent something other than it promised
+    (bytes whose sha256 is not its page's): 502, and nothing was kept.
+    """
+
+
+class ReadOnly(Exception):
+    """The repository takes no writes (a mirror): 405, with the reason."""
+
+
 class Conflict(Exception):
     """A file of that name exists with other content (409)."""
 
@@ -236,3 +247,31 @@ class Backend(Protocol):
         for repositories whose read or write is the store's own mode (e.g.
         C{github}); other backends return None.
         """
+
+
+@runtime_checkable
+class Mirror(Protocol):
+    """
+    A backend that mirrors another index (a proxy): besides L{Backend}, it
+    fetches a project's page when a client asks for it. Its L{Backend.store}
+    and L{Backend.set_yank} raise L{ReadOnly}; its listing is what it has
+    cached.
+
+    @ivar page_ttl: seconds a page is served before it is fetched again.
+    """
+
+    page_ttl: float
+
+    async def fetch_project(self, project):
+        """
+        The project as the source has it now: an object with C{files}
+        (L{ppypi.domain.DistFile}s), C{yanks} ({version: reason}),
+        C{checked_at} (wall clock) and C{stale} (None, or why the source
+        could not be asked and this is the last answer it gave); None when
+        the source has no such project.
+
+        @raise BackendError: the source failed and nothing is cached.
+        """
+
+    async def forget_project(self, project) -> bool:
+        """Drop a project's cached page; True if there was one."""

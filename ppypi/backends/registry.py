@@ -10,7 +10,8 @@ import importlib
 from types import SimpleNamespace
 
 # The backends that come with ppypi, imported on first use of the registry.
-BUILTIN = ("ppypi.backends.filesystem", "ppypi.backends.github", "ppypi.backends.s3")
+BUILTIN = ("ppypi.backends.filesystem", "ppypi.backends.github", "ppypi.backends.s3",
+           "ppypi.backends.proxy")
 # The kind of a repository whose configuration names none, and of the
 # zero-configuration repository (a folder: ROOT).
 DEFAULT = "filesystem"
@@ -41,11 +42,13 @@ class BackendType:
         admin secret (instead of C{raw}/C{env}); the repository's
         C{admin_secret} then holds a dict of them.
     @param secret_required: those of C{secret_keys} that must be given.
+    @param mirror: its backends mirror another index (L{interface.Mirror}):
+        other repositories may name it as their C{upstream}.
     """
 
     def __init__(self, name, keys, settings, factory, store_mode=None, toml_name=None,
                  toml_keys=(), toml_settings=None, check=None, secret_keys=(),
-                 secret_required=()):
+                 secret_required=(), mirror=False):
         self.name = name
         self.keys = frozenset(keys)
         self.settings = settings
@@ -57,6 +60,7 @@ class BackendType:
         self.check = check or (lambda checker, configs: None)
         self.secret_keys = frozenset(secret_keys)
         self.secret_required = frozenset(secret_required)
+        self.mirror = mirror
 
     def __repr__(self):
         return f"BackendType({self.name!r})"

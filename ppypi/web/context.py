@@ -40,6 +40,9 @@ class RepositoryContext:
         self.is_reserved = is_reserved
         self.metrics = metrics
         self.token_path = token_path
+        # The mirror's context that answers names this repository never
+        # held (its configuration's upstream), or None.
+        self.upstream = None
         self.public = not needs_credentials(self.config, READ)
         scope = "public" if self.public else "private"
         # Cache-Control of the index's pages (the configuration is fixed).

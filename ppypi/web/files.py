@@ -6,6 +6,7 @@ import re
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 CHUNK = 256 * 1024
@@ -71,6 +72,9 @@ def parse_range(header, size):
     return start, end - start + 1
 
 
+log = Logger()
+
+
 @implementer(IPushProducer)
 class _Pacer:
     """Tells the sending loop when the transport wants it to wait."""
@@ -116,6 +120,14 @@ async def relay(request, source):
 
     try:
         await source.deliver(write)
+    except Exception as e:
+        if not request.startedWriting:
+            raise  # nothing sent yet: an error answer
+        # Part of the file is out under its Content-Length: cut the
+        # connection, so that no client takes a short body for the file.
+        log.warn("{path}: the source failed part way ({e}); connection cut",
+                 path=request.path.decode("utf-8", "replace"), e=e)
+        request.loseConnection()
     finally:
         request.unregisterProducer()
 

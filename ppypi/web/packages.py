@@ -9,9 +9,9 @@ signed URL, or a stream passed through.
 
 from ..auth import READ
 from ..backends import LocalFile, Redirect
-from ..names import MAX_FILENAME
+from ..names import MAX_FILENAME, is_valid_name, normalize
 from . import files
-from .errors import HTTPError, NotFound
+from .errors import HTTPError, NotFound, Unavailable
 from .router import Router, etag_matches, header, http_date, not_modified
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -30,9 +30,7 @@ class PackagesApp:
             raise NotFound("no such file")
         if filename.endswith(".metadata"):
             return await self._core_metadata(request, project, filename[:-len(".metadata")])
-        dist = self.ctx.index.file(filename)
-        if dist is None or dist.project != project:
-            raise NotFound("no such file")
+        dist, ctx = await self._find(project, filename)
         etag = f'"{dist.sha256}"'
         request.setHeader("ETag", etag)
         request.setHeader("Last-Modified", http_date(dist.mtime))
@@ -52,7 +50,7 @@ class PackagesApp:
                             {"Content-Range": f"bytes */{dist.size}"}) from None
         start, length = byte_range or (0, dist.size)
         head = request.method == b"HEAD"
-        found = await self.ctx.repository.backend.download(
+        found = await ctx.repository.backend.download(
             dist, start, 0 if head else min(length, files.CHUNK), principal)
         if isinstance(found, Redirect):
             request.setResponseCode(302)
@@ -80,10 +78,42 @@ class PackagesApp:
         await files.stream(request, found.file, found.head, length, self.ctx.run)
         return None
 
+    async def _find(self, project, filename):
+        """
+        (the file, the context that serves it): this repository's own, or
+        for a name it never held, its mirror's (its upstream, fetched
+        first when the page is not fresh); a mirror fetches its own alike.
+        """
+        ctx = self.ctx
+        dist = ctx.index.file(filename)
+        if dist is not None and dist.project == project:
+            return dist, ctx
+        if ctx.repository.mirror is not None:
+            target = ctx
+        elif ctx.upstream is not None and is_valid_name(project) and \
+                normalize(project) == project:
+            ctx.require_ready()
+            if not ctx.repository.healthy:
+                raise Unavailable(f"repository {ctx.repository.name} is failing",
+                                  retry_after=ctx.repository.retry_after or 30)
+            if ctx.index.has_held(project) or ctx.is_reserved(project):
+                raise NotFound("no such file")
+            target = ctx.upstream
+        else:
+            raise NotFound("no such file")
+        dist = target.index.file(filename)
+        if (dist is None or dist.project != project) and is_valid_name(project) and \
+                not target.repository.fresh(project):
+            await target.repository.lookup(project)
+            dist = target.index.file(filename)
+        if dist is None or dist.project != project:
+            raise NotFound("no such file")
+        return dist, target
+
     async def _core_metadata(self, request, project, filename):
         """PEP 658: the file's core metadata, as it is in the archive."""
-        dist = self.ctx.index.file(filename)
-        if dist is None or dist.project != project or not dist.core_metadata:
+        dist, ctx = await self._find(project, filename)
+        if not dist.core_metadata:
             raise NotFound("no such file")
         etag = f'"{dist.metadata_sha256}"'
         request.setHeader("ETag", etag)
@@ -92,7 +122,7 @@ class PackagesApp:
         if not_modified(request, etag):
             request.setResponseCode(304)
             return b""
-        data = await self.ctx.repository.backend.read_metadata(dist.metadata_sha256, dist)
+        data = await ctx.repository.backend.read_metadata(dist.metadata_sha256, dist)
         if data is None:
             raise NotFound("no such file")
         request.setHeader("Content-Length", str(len(data)))

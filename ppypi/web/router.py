@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
-from ..backends import BackendError, Conflict, FileMissing, StorageFull
+from ..backends import BackendError, BadUpstream, Conflict, FileMissing, ReadOnly, StorageFull
 from .errors import HTTPError, NotFound, Unavailable
 from .upload import safe_reason
 
@@ -29,6 +29,8 @@ def as_http_error(error):
     """The answer for a domain exception: an L{HTTPError}, or None."""
     if isinstance(error, HTTPError):
         return error
+    if isinstance(error, BadUpstream):
+        return HTTPError(str(error) or "the upstream sent bad data", 502)
     if isinstance(error, BackendError):
         # Never a redirect, never a 404 a resolver would believe: try later.
         return Unavailable(str(error) or "storage backend failing; try again",
@@ -39,10 +41,12 @@ def as_http_error(error):
         return HTTPError("File already exists", 409)
     if isinstance(error, StorageFull):
         return HTTPError("Insufficient storage", 507)
+    if isinstance(error, ReadOnly):
+        return HTTPError(str(error) or "read-only repository", 405)
     return None
 
 
-ANSWERED = (HTTPError, BackendError, FileMissing, Conflict, StorageFull)
+ANSWERED = (HTTPError, BackendError, FileMissing, Conflict, StorageFull, ReadOnly)
 
 
 def error_answer(request, error):

@@ -11,13 +11,19 @@ credentials first checks them (which may wait for a thread or the store).
 
 from twisted.web.resource import Resource
 
-from ..auth import READ
+from ..auth import READ, WRITE
 from ..memo import Memo
 from ..names import is_valid_name, normalize
 from .body import answer
 from .errors import HTTPError, NotFound, Unavailable
 from .negotiate import NotAcceptableFormat, negotiate, q_value
 from .router import ANSWERED, error_answer, header, not_modified, render_later
+from .upload import safe_reason
+
+def safe_header(text):
+    """A header value of ours from free text (a reason from elsewhere)."""
+    return safe_reason(text)[:200].encode("ascii")
+
 
 # Pages smaller than this are not worth compressing.
 GZIP_MIN_BYTES = 512
@@ -53,6 +59,18 @@ def content_type(request):
         raise HTTPError("Unsupported format", 406) from None
 
 
+class _FetchFirst(Exception):
+    """
+    The page must be fetched from a mirror first: C{ctx} (the mirror's
+    context, the repository's own or its upstream's) and the project.
+    """
+
+    def __init__(self, ctx, name):
+        super().__init__(name)
+        self.ctx = ctx
+        self.name = name
+
+
 class SimpleIndex(Resource):
     """C{/simple/} and C{/simple/NAME/} (GET and HEAD) of one repository."""
 
@@ -64,6 +82,9 @@ class SimpleIndex(Resource):
 
     def render(self, request):
         path = request.postpath
+        if request.method == b"DELETE" and self.ctx.repository.mirror is not None \
+                and len(path) == 3 and path[-1] == b"":
+            return render_later(request, self._forget(request, path[1]))
         if request.method not in (b"GET", b"HEAD"):
             return error_answer(request, HTTPError("Method Not Allowed", 405,
                                                    {"Allow": "GET, HEAD"}))
@@ -80,6 +101,8 @@ class SimpleIndex(Resource):
             return render_later(request, self._authorized(request))
         try:
             result = self._answer(request)
+        except _FetchFirst as e:
+            return render_later(request, self._fetched(request, e))
         except ANSWERED as e:
             return error_answer(request, e)
         # A large page is a resource that writes itself in pieces.
@@ -87,7 +110,30 @@ class SimpleIndex(Resource):
 
     async def _authorized(self, request):
         await self.ctx.authorize(request, READ)
-        return self._answer(request)
+        try:
+            return self._answer(request)
+        except _FetchFirst as e:
+            return await self._fetched(request, e)
+
+    async def _fetched(self, request, want):
+        """A mirror's page, fetched (or revalidated) from its source first."""
+        repository = want.ctx.repository
+        if not await repository.lookup(want.name):
+            raise NotFound(f"no project {want.name} here or upstream")
+        page = want.ctx.index.project_page(want.name, content_type(request))
+        if page is None:
+            raise NotFound(f"{want.name} has no files here (or none old enough)")
+        return self._send(request, page, want.ctx, want.name)
+
+    async def _forget(self, request, name):
+        """DELETE of a mirror's page: fetched afresh when next asked for."""
+        await self.ctx.authorize(request, WRITE)
+        name = normalize(name.decode("utf-8", "replace"))
+        dropped = await self.ctx.repository.forget(name)
+        self.ctx.log.info("repository {repo}: cached page of {name} dropped",
+                          repo=self.ctx.repository.name, name=name)
+        request.setResponseCode(204 if dropped else 404)
+        return b""
 
     def _answer(self, request):
         """The page (bytes, or a resource for a large body), or raise."""
@@ -96,11 +142,14 @@ class SimpleIndex(Resource):
         wanted = content_type(request)
         if len(path) == 2:
             ctx.require_ready()
-            return self._send(request, ctx.index.root_page(wanted))
+            return self._send(request, ctx.index.root_page(wanted), ctx, None)
         name = path[1].decode("utf-8", "replace")
+        if ctx.repository.mirror is not None and not ctx.repository.fresh(name) \
+                and is_valid_name(name) and normalize(name) == name:
+            raise _FetchFirst(ctx, name)
         page = ctx.index.project_page(name, wanted)
         if page is not None:
-            return self._send(request, page)
+            return self._send(request, page, ctx, name)
         if not is_valid_name(name):
             raise NotFound("not a valid project name")
         normalized = normalize(name)
@@ -111,11 +160,17 @@ class SimpleIndex(Resource):
             return b""
         return self._unknown_project(request, normalized)
 
-    def _send(self, request, page):
+    def _send(self, request, page, ctx, name):
         """A rendered page, with validators, gzip when asked, and 304s.
         (The index's hot path: header names and values are ready bytes.)"""
         body, etag = page.body, page.etag
         headers = request.responseHeaders
+        if ctx.repository.mirror is not None:
+            stale = ctx.repository.stale(name)
+            if stale is not None:
+                # The source failed: this is its last answer, however old.
+                headers.setRawHeaders(b"x-ppypi-stale", [safe_header(stale)])
+                headers.setRawHeaders(b"warning", [b'110 - "Response is Stale"'])
         if len(body) >= GZIP_MIN_BYTES and accepts_gzip(request):
             body, etag = page.gzipped
             headers.setRawHeaders(b"content-encoding", [b"gzip"])
@@ -144,6 +199,18 @@ class SimpleIndex(Resource):
             raise NotFound(f"{name} has no files here")
         if ctx.is_reserved(name):
             raise NotFound(f"{name} is reserved for this index")
+        if repository.mirror is not None:
+            raise NotFound(f"{name} has no files here (or none old enough)")
+        upstream = ctx.upstream
+        if upstream is not None:
+            # One URL for private and public: a name never held here is
+            # answered from the mirror, at this repository's URLs.
+            if upstream.repository.fresh(name):
+                page = upstream.index.project_page(name, content_type(request))
+                if page is None:
+                    raise NotFound(f"{name} has no files here or upstream")
+                return self._send(request, page, upstream, name)
+            raise _FetchFirst(upstream, name)
         if ctx.extra_index_url is None:
             raise NotFound(f"no project {name}")
         request.setResponseCode(302)

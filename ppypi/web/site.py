@@ -14,6 +14,7 @@ from twisted.web.resource import ErrorPage, Resource
 from ..auth import parse_basic
 from ..logs import LINE_FORMAT
 from ..memo import Memo
+from ..urls import SHARED_HEAD
 from .upload import MULTIPART_OVERHEAD, PPyPIRequest
 
 
@@ -40,7 +41,7 @@ class Root(Resource):
             name = path.decode("ascii")
         except UnicodeDecodeError:
             name = None
-        if name in self._apps:
+        if name in self._apps and not (name == SHARED_HEAD and _json_api(request.postpath)):
             request.repository_prefix = f"/{name}/"
             return self._apps[name]
         # Not a repository name: the first repository serves this path whole,
@@ -51,6 +52,11 @@ class Root(Resource):
         if len(self._apps) == 1:
             return self._default
         return self._apps.get(_username(request), self._default)
+
+
+def _json_api(postpath):
+    """Is the rest of a /pypi/... path the JSON API's NAME/json?"""
+    return len(postpath) == 2 and postpath[1] == b"json"
 
 
 _HOST = re.compile(rb"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")

@@ -14,6 +14,7 @@ from packaging.version import InvalidVersion
 from twisted.logger import Logger
 
 from ..auth import WRITE
+from ..backends import ReadOnly
 from ..names import is_valid_name, normalize, version_of
 from . import multipart
 from .errors import HTTPError, NotFound, Unavailable
@@ -39,6 +40,9 @@ class UploadApp:
         """The legacy upload API; every outcome is counted in /metrics,
         refusals of credentials too (so they are checked here, not declared)."""
         try:
+            if self.ctx.repository.mirror is not None:
+                raise ReadOnly(f"repository {self.ctx.repository.name} is a read-only mirror; "
+                               "upload to a hosted repository")
             principal = await self.ctx.authorize(request, WRITE)
             body, outcome = await self._upload(request, principal)
         except Exception as e:
