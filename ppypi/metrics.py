@@ -138,11 +138,46 @@ class _ScrapeCollector:
             projects.add_metric([r.name], len(r.index.projects))
             up.add_metric([r.name], 1 if r.healthy else 0)
             since.add_metric([r.name], now - r.last_sync if r.last_sync else float("nan"))
+        mirror = {
+            "hits": CounterMetricFamily(
+                "ppypi_mirror_cache_hits", "A mirror's pages and files served from its cache",
+                labels=["repository", "kind"]),
+            "misses": CounterMetricFamily(
+                "ppypi_mirror_cache_misses",
+                "A mirror's pages and files fetched (or revalidated) upstream",
+                labels=["repository", "kind"]),
+            "upstream": CounterMetricFamily(
+                "ppypi_mirror_upstream_requests", "Requests a mirror made to its upstream",
+                labels=["repository"]),
+            "errors": CounterMetricFamily(
+                "ppypi_mirror_upstream_errors",
+                "A mirror's upstream requests that failed (or sent bad bytes)",
+                labels=["repository"]),
+            "stale": CounterMetricFamily(
+                "ppypi_mirror_stale_pages", "Pages served stale while the upstream failed",
+                labels=["repository"]),
+            "bytes": GaugeMetricFamily("ppypi_mirror_cache_bytes",
+                                       "Bytes of files a mirror keeps", labels=["repository"]),
+        }
+        for r in self._metrics.repositories:
+            m = getattr(r, "mirror", None)
+            if m is None:
+                continue
+            c = m.counts
+            mirror["hits"].add_metric([r.name, "page"], c["page_hits"])
+            mirror["hits"].add_metric([r.name, "file"], c["file_hits"])
+            mirror["misses"].add_metric([r.name, "page"],
+                                        c["page_fetches"] + c["page_revalidated"])
+            mirror["misses"].add_metric([r.name, "file"], c["file_fetches"])
+            mirror["upstream"].add_metric([r.name], c["upstream_requests"])
+            mirror["errors"].add_metric([r.name], c["upstream_errors"])
+            mirror["stale"].add_metric([r.name], c["stale_served"])
+            mirror["bytes"].add_metric([r.name], m.status().get("cache_bytes", 0))
         frozen = GaugeMetricFamily(
             "ppypi_heap_frozen_objects",
             "Objects moved out of the garbage collector's reach after a sync (ppypi.heap)")
         frozen.add_metric([], gc.get_freeze_count())
-        return files, projects, up, since, frozen
+        return (files, projects, up, since, frozen, *mirror.values())
 
 
 class MetricsResource(Resource):

@@ -258,9 +258,14 @@ class Mirror(Protocol):
     cached.
 
     @ivar page_ttl: seconds a page is served before it is fetched again.
+    @ivar counts: counters for /metrics: page_hits (the web layer counts
+        those), page_fetches, page_revalidated, file_hits, file_fetches,
+        upstream_requests, upstream_errors, stale_served; its C{status()}
+        has C{cache_bytes}.
     """
 
     page_ttl: float
+    counts: dict
 
     async def fetch_project(self, project):
         """

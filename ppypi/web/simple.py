@@ -144,9 +144,11 @@ class SimpleIndex(Resource):
             ctx.require_ready()
             return self._send(request, ctx.index.root_page(wanted), ctx, None)
         name = path[1].decode("utf-8", "replace")
-        if ctx.repository.mirror is not None and not ctx.repository.fresh(name) \
-                and is_valid_name(name) and normalize(name) == name:
-            raise _FetchFirst(ctx, name)
+        if ctx.repository.mirror is not None:
+            if not ctx.repository.fresh(name) and is_valid_name(name) and \
+                    normalize(name) == name:
+                raise _FetchFirst(ctx, name)
+            ctx.repository.mirror.counts["page_hits"] += 1
         page = ctx.index.project_page(name, wanted)
         if page is not None:
             return self._send(request, page, ctx, name)
@@ -206,6 +208,7 @@ class SimpleIndex(Resource):
             # One URL for private and public: a name never held here is
             # answered from the mirror, at this repository's URLs.
             if upstream.repository.fresh(name):
+                upstream.repository.mirror.counts["page_hits"] += 1
                 page = upstream.index.project_page(name, content_type(request))
                 if page is None:
                     raise NotFound(f"{name} has no files here or upstream")

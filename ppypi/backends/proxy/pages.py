@@ -26,6 +26,9 @@ JSON_TYPES = ("application/vnd.pypi.simple.v1+json",)
 MAX_PAGE_BYTES = 64 << 20
 MAX_TEXT = 1000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# A yank reason is text for people: markup or control characters in one are
+# not repeated (the file stays yanked).
+_MARKUP = re.compile(r"[<>\x00-\x1f\x7f]")
 
 
 class PageError(ValueError):
@@ -128,7 +131,7 @@ def check(project, filename, url, sha256, page_url, **fields):
     yanked = fields.get("yanked")
     if yanked is None or yanked is False:
         yanked = None
-    elif not isinstance(yanked, str) or len(yanked) > MAX_TEXT:
+    elif not isinstance(yanked, str) or len(yanked) > MAX_TEXT or _MARKUP.search(yanked):
         yanked = ""  # yanked, with no reason we would repeat
     return Entry(filename, url, _sha(sha256), _requires_python(fields.get("requires_python")),
                  yanked, _sha(fields.get("metadata_sha256")), size,
