@@ -129,7 +129,10 @@ async def test_files_are_fetched_once_checked_and_then_served_from_disk(tmp_path
     assert dist.sha256 == added.sha256 and dist.size == len(added.data)
     fake.reset()
     # Eight at once: one upstream request; each gets the whole file.
-    founds = [await backend.download(dist) for _ in range(8)]
+    asked = await DeferredList([Deferred.fromCoroutine(backend.download(dist))
+                                for _ in range(8)], consumeErrors=True)
+    assert all(ok for ok, _ in asked), asked
+    founds = [found for _, found in asked]
     assert all(isinstance(f, Stream) for f in founds)
     results = await DeferredList([Deferred.fromCoroutine(collect(f)) for f in founds],
                                  consumeErrors=True)
@@ -163,6 +166,18 @@ async def test_tampered_bytes_never_reach_a_client_whole_and_are_not_kept(tmp_pa
     fake.untamper(added.filename)
     assert await collect(await backend.download(dist)) == added.data
     assert backend.cache.has(dist)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_gone_upstream_is_missing_for_every_asker(tmp_path, fake):
+    added = fake.add("acme-tool", "1.0")
+    backend = proxy(tmp_path, fake)
+    dist, = (await backend.fetch_project("acme-tool")).files
+    fake.remove("acme-tool", added.filename)
+    asked = await DeferredList([Deferred.fromCoroutine(backend.download(dist))
+                                for _ in range(3)], consumeErrors=True)
+    assert [type(r.value).__name__ for _, r in asked] == ["FileMissing"] * 3
+    assert fake.count(r"\.whl$") == 1
 
 
 @pytest_twisted.ensureDeferred

@@ -27,7 +27,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..interface import BackendError, BadUpstream, Listing, LocalFile, ReadOnly, Stream
+from ..interface import (BackendError, BadUpstream, FileMissing, Listing, LocalFile,
+                         ReadOnly, Stream)
 from ..local import MetadataStore, empty_incoming, write_atomically
 from ..registry import BackendType, register
 from . import pages
@@ -327,6 +328,8 @@ class ProxyBackend:
         try:
             fetch = await cache.start(dist, self.http, self._headers(dist.location), self._run,
                                       FILE_TIMEOUT)
+        except FileMissing:
+            raise
         except BackendError:
             self.counts["upstream_errors"] += 1
             raise

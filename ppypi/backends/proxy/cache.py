@@ -12,7 +12,7 @@ cut and nothing is kept.
 
 import hashlib
 import os
-import tempfile
+import uuid
 from collections import OrderedDict
 
 from twisted.internet.defer import Deferred
@@ -36,8 +36,10 @@ class Fetch:
         self.cache = cache
         self.dist = dist
         self._run = run
-        fd, self.tmp = tempfile.mkstemp(dir=cache.incoming, prefix="fetch-", suffix=".part")
-        os.close(fd)
+        # Named now, made by the first write (in the thread pool).
+        self.tmp = os.path.join(cache.incoming, f"fetch-{uuid.uuid4().hex}.part")
+        self.answered = None        # the upstream's answer began: True, or the exception
+        self._answer_waiting = []
         self.written = 0
         self.done = False
         self.error = None
@@ -48,6 +50,25 @@ class Fetch:
         self._writing = False
         self._transport = None
         self._finished = False
+
+    # -- the upstream's answer
+
+    def began(self, outcome):
+        """The upstream answered: True (200), or the exception every asker gets."""
+        self.answered = outcome
+        waiting, self._answer_waiting = self._answer_waiting, []
+        for d in waiting:
+            d.callback(outcome)
+
+    async def ready(self):
+        """Wait for the upstream's answer; raise what it was if not a 200."""
+        outcome = self.answered
+        if outcome is None:
+            d = Deferred()
+            self._answer_waiting.append(d)
+            outcome = await d
+        if outcome is not True:
+            raise outcome
 
     # -- the waiting readers
 
@@ -75,7 +96,7 @@ class Fetch:
 
     async def _write(self):
         if self._out is None:
-            self._out = await self._run(open, self.tmp, "r+b")
+            self._out = await self._run(open, self.tmp, "wb")
         while self._backlog:
             chunks, self._backlog = self._backlog, []
             data = b"".join(chunks)
@@ -145,8 +166,18 @@ class Fetch:
         The file's bytes to C{write}, as they arrive; the last one only
         once the whole file passed its check.
         """
-        f = await self._run(open, self.tmp, "rb") if not self.done else \
-            await self._run(open, self.cache.path(self.dist), "rb")
+        while not (self.written or self.done or self.error):
+            await self.changed()
+        if self.error is not None:
+            raise self.error
+        try:
+            f = await self._run(open, self.cache.path(self.dist) if self.done else self.tmp,
+                                "rb")
+        except FileNotFoundError:
+            # Failed (and removed) or moved into the cache meanwhile.
+            if self.error is not None:
+                raise self.error from None
+            f = await self._run(open, self.cache.path(self.dist), "rb")
         try:
             sent = 0
             size = self.dist.size
@@ -272,24 +303,31 @@ class FileCache:
         @raise BackendError: it failed or cannot be reached.
         """
         fetch = self.fetches.get(dist.filename)
-        if fetch is not None:
-            return fetch
-        fetch = await run(Fetch, self, dist, run)
-        self.fetches[dist.filename] = fetch
+        if fetch is None:
+            # Registered before the first wait: every asker meanwhile shares it.
+            fetch = self.fetches[dist.filename] = Fetch(self, dist, run)
+            Deferred.fromCoroutine(self._begin(fetch, http, headers, timeout))
+        await fetch.ready()
+        return fetch
+
+    async def _begin(self, fetch, http, headers, timeout):
+        dist = fetch.dist
         try:
             response = await http.get(dist.location, headers=headers, unbuffered=True,
                                       timeout=timeout, allow_redirects=True)
         except Exception as e:
-            fetch._failed_with(BackendError(f"the upstream cannot be reached for "
-                                            f"{dist.filename}: {type(e).__name__}"))
-            raise fetch.error from None
+            error = BackendError(f"the upstream cannot be reached for {dist.filename}: "
+                                 f"{type(e).__name__}")
+            fetch._failed_with(error)
+            fetch.began(error)
+            return
         if response.code != 200:
-            response.deliverBody(Protocol())  # discard
-            if response.code in (404, 410):
-                fetch._failed_with(BackendError("gone upstream"))
-                raise FileMissing(dist.filename)
-            fetch._failed_with(BackendError(
-                f"the upstream answered {response.code} for {dist.filename}"))
-            raise fetch.error
+            response.deliverBody(Protocol())  # discarded
+            error = FileMissing(dist.filename) if response.code in (404, 410) else \
+                BackendError(f"the upstream answered {response.code} for {dist.filename}")
+            fetch._failed_with(error if isinstance(error, BackendError)
+                               else BackendError("gone upstream"))
+            fetch.began(error)
+            return
+        fetch.began(True)
         response.deliverBody(_Receiver(fetch))
-        return fetch
