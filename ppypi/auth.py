@@ -23,6 +23,7 @@ import hmac
 import os
 import re
 import secrets
+import time
 
 import bcrypt
 from twisted.logger import Logger
@@ -86,12 +87,18 @@ class Principal:
     @ivar token: a GitHub token that writes on this person's behalf.
     """
 
-    __slots__ = ("name", "scopes", "token")
+    __slots__ = ("name", "scopes", "token", "projects")
 
-    def __init__(self, name, scopes=None, token=None):
+    def __init__(self, name, scopes=None, token=None, projects=None):
         self.name = name
         self.scopes = scopes
         self.token = token
+        # An upload token's projects (None: every project of the repository).
+        self.projects = projects
+
+    def may_change(self, project):
+        """May this principal upload, yank or remove C{project} (given write permission)?"""
+        return self.projects is None or project in self.projects
 
     def __repr__(self):
         return f"Principal({self.name!r})"
@@ -178,7 +185,7 @@ class Authenticator:
     log = Logger()
 
     def __init__(self, config, run_in_thread, clock, read_expires=3600,
-                 write_expires=300, token=None, store_permissions=None):
+                 write_expires=300, token=None, store_permissions=None, token_books=None):
         self.config = config
         self._run = run_in_thread
         self._clock = clock
@@ -197,6 +204,8 @@ class Authenticator:
         # permissions.
         self._store_permissions = dict(store_permissions or {})
         self._store_cache = {}  # (hmac, level) -> (expiry time, scopes)
+        # Upload tokens per repository: {name: ppypi.tokens.TokenBook}.
+        self._token_books = dict(token_books or {})
 
     def _stamp(self):
         try:
@@ -271,10 +280,20 @@ class Authenticator:
                     password.encode(), repository.read_secret.value.encode()):
                 scopes = frozenset({READ})
             return Principal(username, scopes) if scopes else None
-        if username == TOKEN_USER and self._token is not None:
-            if hmac.compare_digest(password.encode(), self._token.encode()):
-                return Principal(TOKEN_USER)
-            return None
+        if username == TOKEN_USER:
+            # An upload token of this repository (ppypi token create, or minted
+            # for a CI job): only its projects, until it expires.
+            book = self._token_books.get(repository.name)
+            record = book.check(password, time.time()) if book is not None else None
+            if record is not None:
+                projects = frozenset(record["projects"]) \
+                    if record.get("projects") is not None else None
+                return Principal(f"{TOKEN_USER}:{record['id']}", frozenset({READ, WRITE}),
+                                 projects=projects)
+            if self._token is not None:
+                if hmac.compare_digest(password.encode(), self._token.encode()):
+                    return Principal(TOKEN_USER)
+                return None
         stored = self._users.get(username) or self._htpasswd.get(username)
         key = self._cache_key(username, password, stored or b"")
         if stored is not None and self._cached(key, need):

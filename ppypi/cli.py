@@ -175,6 +175,101 @@ def github(args, stdout=None):
             raise SystemExit(f"ppypi github {args.action}: failed (see above)") from None
 
 
+def token(args, stdout=None):
+    """ppypi token create|list|revoke REPOSITORY: the store's upload tokens."""
+    import datetime
+
+    from twisted.internet import defer, task
+
+    from .backends.interface import BackendError
+    from .backends.proxy import parse_duration
+    from .copy import make_backend
+    from .names import is_valid_name, normalize
+    from .tokens import TokenBook, live
+
+    stdout = stdout or sys.stdout
+    root, config = _load_config(args, "ppypi token")
+    try:
+        rc = config.repository(args.repository)
+    except KeyError:
+        raise SystemExit(f"ppypi token: no repository {args.repository!r} in the "
+                         "configuration") from None
+    projects = None
+    if args.action == "create":
+        if bool(args.projects) == bool(args.all_projects):
+            raise SystemExit("ppypi token create: name the projects (--project NAME ...) "
+                             "or say --all-projects")
+        if args.projects:
+            bad = [p for p in args.projects if not is_valid_name(p)]
+            if bad:
+                raise SystemExit(f"ppypi token create: not a project name: {bad[0]!r}")
+            projects = {normalize(p) for p in args.projects}
+        try:
+            lifetime = None if args.expires == "never" else parse_duration(args.expires)
+        except ValueError:
+            raise SystemExit(f"ppypi token create: --expires {args.expires!r} is not a "
+                             "duration (90d, 12h, never)") from None
+    elif args.action == "revoke" and not args.token_id:
+        raise SystemExit("ppypi token revoke: name the token's id (ppypi token list)")
+    outcome = {}
+
+    async def run(reactor):
+        def in_thread(f, *a, **kw):
+            return defer.maybeDeferred(f, *a, **kw)
+
+        backend = make_backend(rc, config, root, reactor, in_thread)
+        if getattr(backend, "fetch_project", None) is not None:
+            outcome["error"] = f"{rc.name} is a mirror: it takes no uploads"
+            return
+        # Not prepared: that would clear the incoming uploads of a server on this ROOT.
+        book = TokenBook(backend)
+        try:
+            await book.refresh()
+            await act(book)
+        except BackendError as e:
+            outcome["error"] = f"{rc.name}: {e}"
+
+    async def act(book):
+        if args.action == "create":
+            expires = time.time() + lifetime if lifetime is not None else None
+            made, record = await book.create(projects, expires=expires,
+                                             description=args.description)
+            stdout.write(f"{made}\n")
+            sys.stderr.write(f"ppypi token: {record['id']} for {rc.name}"
+                             f" ({', '.join(record['projects'] or ['every project'])}), "
+                             f"{_when(record['expires'])}; it is shown once: use it as "
+                             "the password of __token__\n")
+        elif args.action == "list":
+            for record in sorted(book.records.values(), key=lambda r: r.get("created", 0)):
+                if record.get("sha256") is None:
+                    continue
+                state = "" if live(record) else " (expired)"
+                stdout.write(f"{record['id']}  {record.get('kind', 'api')}  "
+                             f"{','.join(record['projects'] or ['*'])}  "
+                             f"{_when(record.get('expires'))}{state}  "
+                             f"{record.get('description', '')}\n")
+        else:
+            if not await book.revoke(args.token_id):
+                outcome["error"] = f"no token {args.token_id} in {rc.name}"
+
+    def _when(expires):
+        if expires is None:
+            return "never expires"
+        stamp = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc)
+        return "expires " + stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+    def main(reactor):
+        return defer.ensureDeferred(run(reactor))
+
+    try:
+        task.react(main)
+    except SystemExit as e:
+        if e.code:
+            raise
+    if "error" in outcome:
+        raise SystemExit(f"ppypi token {args.action}: {outcome['error']}")
+
+
 def _size(count):
     for unit in ("bytes", "kB", "MB", "GB"):
         if count < 1000 or unit == "GB":
@@ -419,6 +514,27 @@ def main(argv=None):
     c.add_argument("--dry-run", "--dry_run", action="store_true", dest="dry_run",
                    help="list what would be copied; change nothing")
     c.set_defaults(func=copy)
+    t = commands.add_parser(
+        "token", help="upload tokens scoped to a repository and projects",
+        description="create: print a new token once (use it as __token__ with twine, uv "
+                    "publish, pip's keyring); list: the tokens without their values; "
+                    "revoke: end one. Running servers see a change within one sync_interval.")
+    t.add_argument("action", choices=["create", "list", "revoke"])
+    t.add_argument("repository", help="a repository of the configuration")
+    t.add_argument("token_id", nargs="?", help="revoke: the token's id (from list)")
+    t.add_argument("--project", action="append", dest="projects", default=[],
+                   help="create: a project the token may change (repeatable)")
+    t.add_argument("--all-projects", action="store_true", dest="all_projects",
+                   help="create: every project of the repository")
+    t.add_argument("--expires", help="create: lifetime such as 90d, 12h (default: 90d; "
+                                     "'never' for none)", default="90d")
+    t.add_argument("--description", default="")
+    for a, kw in (("--root", {"required": True}), ("--config", {"required": True}),
+                  ("--admin-secret", {"dest": "admin_secret"})):
+        t.add_argument(a, **kw)
+    t.add_argument("--config-or-admin-secret-can-be-text", action="store_true",
+                   dest="config_or_admin_secret_can_be_text")
+    t.set_defaults(func=token)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -10,10 +10,12 @@ import os
 import re
 import sys
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import yaml
 
 from .backends import registry
+from .names import is_valid_name, normalize
 from .urls import RESERVED_NAMES
 from .validate import ANYONE, AUTHENTICATED, Checker, ConfigError, Secret, kind
 
@@ -49,8 +51,8 @@ class RepositoryConfig:
                  sync_interval=DEFAULT_SYNC_INTERVAL,
                  max_file_bytes=DEFAULT_MAX_FILE_BYTES, allow_overwrite=False,
                  read_secret=None, write_secret=None, admin_secret=None,
-                 page_max_age=DEFAULT_PAGE_MAX_AGE, upstream=None, settings=None,
-                 **backend_settings):
+                 page_max_age=DEFAULT_PAGE_MAX_AGE, upstream=None, publishers=None,
+                 settings=None, **backend_settings):
         self.name = name
         self.type = type
         self.read = read
@@ -64,6 +66,8 @@ class RepositoryConfig:
         self.page_max_age = page_max_age
         # The proxy repository that answers names this one does not hold.
         self.upstream = upstream
+        # Trusted publishing: {project: [publisher]} (ppypi.oidc).
+        self.publishers = publishers or {}
         self.settings = settings if settings is not None else SimpleNamespace(**backend_settings)
 
     def __repr__(self):
@@ -80,6 +84,8 @@ class Config:
         self.htpasswd = htpasswd
         self.reserved = tuple(reserved)
         self.zero_config = zero_config
+        # Trusted publishing: audience and issuers (see _oidc); publishers are per repository.
+        self.oidc = _oidc(Checker("defaults"), None)
 
     def repository(self, name):
         for r in self.repositories:
@@ -150,13 +156,13 @@ def _parse(label, text, fmt):
 # -- validating ------------------------------------------------------------
 
 COMMON_KEYS = frozenset({"type", "read", "write", "sync_interval", "max_file_bytes",
-                         "allow_overwrite", "page_max_age", "upstream"})
+                         "allow_overwrite", "page_max_age", "upstream", "publishers"})
 
 
 def _yaml_config(data, source, root, config_dir):
     c = Checker(source)
     c.mapping(data, "")
-    c.unknown(data, {"repositories", "users", "htpasswd", "reserved"}, "")
+    c.unknown(data, {"repositories", "users", "htpasswd", "reserved", "oidc"}, "")
     if "repositories" not in data:
         c.fail("repositories", "is required")
     repos = c.mapping(data["repositories"], "repositories")
@@ -208,6 +214,7 @@ def _yaml_config(data, source, root, config_dir):
     reserved = [re.sub(r"[-_.]+", "-", p).lower() for p in reserved]
 
     config = Config(repositories, users, htpasswd, reserved)
+    config.oidc = _oidc(c, data.get("oidc"))
     _check_repositories(c, config, users)
     return config
 
@@ -225,10 +232,83 @@ def _common_repo_settings(c, spec, key, backend_type):
                                   f"{key}.allow_overwrite"),
         page_max_age=c.number(spec.get("page_max_age", DEFAULT_PAGE_MAX_AGE),
                               f"{key}.page_max_age", integer=True, minimum=0),
+        publishers=_publishers(c, spec.get("publishers"), f"{key}.publishers"),
         # A kind whose own key is "upstream" (a mirror's URL) keeps it.
         upstream=(c.string(spec["upstream"], f"{key}.upstream")
                   if "upstream" in spec and "upstream" not in backend_type.keys else None),
     )
+
+
+_PUBLISHER_KEYS = {"github": ({"repository", "workflow"}, {"environment"}),
+                   "gitlab": ({"project", "ci_config"}, {"environment"})}
+
+
+def _publishers(c, spec, key):
+    """{project: [GitHubPublisher | GitLabPublisher]} of a repository's publishers."""
+    from .oidc import GitHubPublisher, GitLabPublisher
+    out = {}
+    if spec is None:
+        return out
+    for project, entries in c.mapping(spec, key).items():
+        where = f"{key}.{project}"
+        if not isinstance(project, str) or not is_valid_name(project):
+            c.fail(where, "must be a project name")
+        if not isinstance(entries, list) or not entries:
+            c.fail(where, "must be a list of publishers (github: or gitlab:)")
+        found = []
+        for i, entry in enumerate(entries):
+            at = f"{where}[{i}]"
+            c.mapping(entry, at)
+            if len(entry) != 1 or next(iter(entry)) not in _PUBLISHER_KEYS:
+                c.fail(at, "must be one of github: {...} or gitlab: {...}")
+            flavour, fields = next(iter(entry.items()))
+            required, optional = _PUBLISHER_KEYS[flavour]
+            c.mapping(fields, f"{at}.{flavour}")
+            c.unknown(fields, required | optional, f"{at}.{flavour}")
+            values = {}
+            for name in sorted(required | optional):
+                if name in fields:
+                    values[name] = c.string(fields[name], f"{at}.{flavour}.{name}")
+                elif name in required:
+                    c.fail(f"{at}.{flavour}.{name}", "is required")
+            if flavour == "github":
+                if values["repository"].count("/") != 1:
+                    c.fail(f"{at}.github.repository", "must be OWNER/NAME")
+                if "/" in values["workflow"]:
+                    c.fail(f"{at}.github.workflow",
+                           "is the workflow's file name (release.yml), not a path")
+                found.append(GitHubPublisher(values["repository"], values["workflow"],
+                                             values.get("environment")))
+            else:
+                found.append(GitLabPublisher(values["project"], values["ci_config"],
+                                             values.get("environment")))
+        out[normalize(project)] = found
+    return out
+
+
+def _oidc(c, spec):
+    """The trusted-publishing settings: audience and issuers (defaults: GitHub's, GitLab's)."""
+    from .oidc import DEFAULT_AUDIENCE, DEFAULT_ISSUERS
+    out = SimpleNamespace(audience=DEFAULT_AUDIENCE, issuers=dict(DEFAULT_ISSUERS))
+    if spec is None:
+        return out
+    c.mapping(spec, "oidc")
+    c.unknown(spec, {"audience", "github", "gitlab"}, "oidc")
+    if "audience" in spec:
+        out.audience = c.string(spec["audience"], "oidc.audience")
+    for flavour in ("github", "gitlab"):
+        if flavour not in spec:
+            continue
+        c.mapping(spec[flavour], f"oidc.{flavour}")
+        c.unknown(spec[flavour], {"issuer"}, f"oidc.{flavour}")
+        issuer = c.string(spec[flavour].get("issuer", DEFAULT_ISSUERS[flavour]),
+                          f"oidc.{flavour}.issuer")
+        parts = urlsplit(issuer)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            c.fail(f"oidc.{flavour}.issuer", "must be an https URL (http only on loopback)")
+        out.issuers[flavour] = issuer.rstrip("/")
+    return out
 
 
 def _check_repositories(c, config, users):

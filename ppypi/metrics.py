@@ -38,6 +38,8 @@ def route_of(method, path):
         return "metadata" if segments[-1].endswith(b".metadata") else "file"
     if head == b"pypi":
         return "pypi_json"
+    if head == b"_":
+        return "oidc"
     if head in (b"yank", b"health", b"metrics"):
         return head.decode()
     if head == b"":
@@ -66,6 +68,10 @@ class Metrics:
         self._retries = Counter(
             "ppypi_backend_retries", "Requests to a backend that were tried again",
             ["repository"], registry=self.registry)
+        self._mints = Counter(
+            "ppypi_oidc_mints", "Trusted publishing token requests, by outcome "
+            "(minted, invalid-payload, invalid-token, invalid-publisher, invalid-reuse-token, "
+            "issuer-unreachable)", ["outcome"], registry=self.registry)
         self.registry.register(_ScrapeCollector(self))
 
     def request(self, method, path, status, seconds):
@@ -85,6 +91,9 @@ class Metrics:
 
     def backend_error(self, repository, operation):
         self._backend_errors.labels(repository, operation).inc()
+
+    def mint(self, outcome):
+        self._mints.labels(outcome).inc()
 
     def retry(self, repository):
         self._retries.labels(repository).inc()

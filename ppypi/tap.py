@@ -25,7 +25,9 @@ from .backends import registry
 from .backends.registry import BackendContext
 from .config import ConfigError, load_admin_secret, load_config
 from .metrics import Metrics
+from .oidc import Minter
 from .repository import Repository
+from .tokens import TokenBook
 from .web.app import RepositoryApp
 from .web.site import IndexSite, Root
 
@@ -348,11 +350,19 @@ def build(options, config, reactor, run_in_thread, token=None, http=None,
                      repo=rc.name, count=stray)
         repositories.append(Repository(rc, backend, reactor, metrics))
 
+    # Upload tokens (ppypi token, trusted publishing), kept by each store.
+    books = {r.name: TokenBook(r.backend) for r in repositories if r.mirror is None}
     authenticator = Authenticator(
         config, run_in_thread, reactor,
         read_expires=options.get("auth-read-expires", 3600),
         write_expires=options.get("auth-write-expires", 300), token=token,
-        store_permissions={r.name: r.backend.permissions for r in repositories})
+        store_permissions={r.name: r.backend.permissions for r in repositories},
+        token_books=books)
+    minter = Minter(config.oidc.audience, config.oidc.issuers,
+                    [(r.name, project, publisher) for r in repositories
+                     for project, publishers in r.config.publishers.items()
+                     for publisher in publishers],
+                    books, http or _http_client(reactor), reactor, metrics)
     token_path = os.path.join(state_root, "upload-token") if token is not None else None
     apps = {
         r.name: RepositoryApp(r, authenticator, run_in_thread, options["extra-index-url"],
@@ -365,7 +375,7 @@ def build(options, config, reactor, run_in_thread, token=None, http=None,
             apps[r.name].ctx.upstream = apps[r.config.upstream].ctx
     spool_dir = os.path.join(state_root, "tmp")
     os.makedirs(spool_dir, exist_ok=True)
-    site = IndexSite(Root(apps, repositories, metrics), spool_dir,
+    site = IndexSite(Root(apps, repositories, metrics, minter), spool_dir,
                      {r.name: r.config.max_file_bytes for r in repositories},
                      metrics=metrics, timeout=options.get("timeout", HTTP_IDLE_TIMEOUT))
     site.displayTracebacks = False
@@ -374,12 +384,29 @@ def build(options, config, reactor, run_in_thread, token=None, http=None,
     for r in repositories:
         timers.append(TimerService(
             r.config.sync_interval,
-            lambda r=r: Deferred.fromCoroutine(r.sync()).addCallback(_after, after_sync)))
+            lambda r=r: Deferred.fromCoroutine(_sync(r, books.get(r.name))).addCallback(
+                _after, after_sync)))
     timers.append(TimerService(AUTH_MAINTENANCE_INTERVAL,
                                lambda: Deferred.fromCoroutine(authenticator.maintain())))
     for timer in timers:
         timer.clock = reactor
     return repositories, site, timers
+
+
+async def _sync(repository, book):
+    """A repository's sync, then its upload tokens read again (other servers make some)."""
+    await repository.sync()
+    if book is not None:
+        try:
+            await book.refresh()
+        except Exception:
+            log.failure("repository {repo}: upload tokens not read", repo=repository.name)
+
+
+def _http_client(reactor):
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, HTTPConnectionPool
+    return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
 
 
 def _after(_, hook):

@@ -7,7 +7,7 @@ same under /R/; a repository may not be named after any of them.
 # Served for each repository (at / for the first, and under /R/).
 REPOSITORY_HEADS = ("simple", "packages", "pypi", "project", "yank", "legacy")
 # Served once, by the server itself.
-SERVER_HEADS = ("health", "metrics")
+SERVER_HEADS = ("health", "metrics", "_")
 # Not served yet, kept free for what comes next.
 KEPT_HEADS = ("static",)
 

@@ -39,6 +39,7 @@ class MemoryStore:
         self.metadata = {}   # sha256 -> core metadata bytes
         self.yanks = {}      # project -> {version: reason}
         self.held = set()
+        self.tokens = {}
         # While set, every operation raises it: the store is down (tests set it).
         self.failure = None
 
@@ -148,6 +149,17 @@ class MemoryBackend:
         if not versions:
             del self.memory.yanks[project]
         return copy.deepcopy(self.memory.yanks)
+
+    async def load_tokens(self):
+        self._check()
+        return copy.deepcopy(self.memory.tokens)
+
+    async def update_tokens(self, change):
+        self._check()
+        records = copy.deepcopy(self.memory.tokens)
+        result = change(records)
+        self.memory.tokens = records
+        return result
 
     async def load_held(self):
         self._check()

@@ -544,6 +544,30 @@ def test_names_held(harness, backend):
     assert harness.run(harness.fresh().load_held()) == {"acme-tool", "other-tool", "third"}
 
 
+def test_upload_tokens(harness, backend):
+    assert harness.run(backend.load_tokens()) == {}
+    record = {"id": "tok-1", "sha256": "ab" * 32, "projects": [PROJECT], "expires": None}
+
+    def add(records):
+        records["tok-1"] = record
+        return "added"
+
+    assert harness.run(backend.update_tokens(add)) == "added"
+    assert harness.run(backend.load_tokens()) == {"tok-1": record}
+    # Every instance on the store sees it (a restart, or another server).
+    assert harness.run(harness.fresh().load_tokens()) == {"tok-1": record}
+
+    def refuse(records):
+        records.clear()
+        raise ValueError("changed my mind")
+
+    with pytest.raises(ValueError):
+        harness.run(backend.update_tokens(refuse))
+    assert harness.run(backend.load_tokens()) == {"tok-1": record}
+    harness.run(backend.update_tokens(lambda records: records.pop("tok-1")))
+    assert harness.run(harness.fresh().load_tokens()) == {}
+
+
 def test_concurrent_stores_of_one_project_all_land(harness, backend):
     uploads = [Upload(backend, f"1.{i}") for i in range(6)]
     pending = [Deferred.fromCoroutine(backend.store(u.upload, u.checked)) for u in uploads]

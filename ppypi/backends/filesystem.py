@@ -22,13 +22,13 @@ from ..domain import DistFile
 from ..metadata import MetadataError, inspect
 from ..validate import ANYONE, AUTHENTICATED, Secret
 from .interface import BackendError, Conflict, FileMissing, LocalFile, StorageFull, Stored
-from .local import (LocalHeldNames, MetadataStore, empty_incoming, fsync_dir, sha256_file,
+from .local import (LocalHeldNames, LocalTokens, MetadataStore, empty_incoming, fsync_dir, sha256_file,
                     write_atomically)
 from .scan import dump_known, load_known, scan_folder  # noqa: F401 (tests import scan_folder here)
 from .registry import BackendType, register
 
 
-class FilesystemBackend(LocalHeldNames):
+class FilesystemBackend(LocalHeldNames, LocalTokens):
     """
     Distribution files in a folder, with file IO in a thread pool; the
     yanks and the names held in the state folder.

@@ -240,6 +240,20 @@ class Backend(Protocol):
     async def save_held(self, names) -> None:
         """Keep C{names} (all of them, a superset of what was saved)."""
 
+    async def load_tokens(self) -> dict:
+        """
+        The repository's upload tokens (L{ppypi.tokens}): {id: record}.
+        Kept where the store keeps state every server sharing it sees.
+        """
+
+    async def update_tokens(self, change):
+        """
+        Read-modify-write the tokens atomically against other writers (on
+        this server and on others sharing the store): C{change(records)}
+        edits the dict in place (it may run more than once, and may raise
+        to give up); return what it returned.
+        """
+
     async def permissions(self, token):
         """
         What the store's own access control grants C{token}: a frozenset of

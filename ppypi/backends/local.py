@@ -169,3 +169,46 @@ def _load_names(path):
 def _save_names(path, names):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_atomically(path, json.dumps(sorted(names)).encode())
+
+
+class LocalTokens:
+    """
+    The L{Backend} interface's C{load_tokens}/C{update_tokens}, kept in the
+    state folder (C{self.state_dir}, with C{self._run} the thread runner)
+    as C{tokens.json}, mode 0600: right for one server.
+    """
+
+    _tokens_lock = threading.Lock()
+
+    @property
+    def _tokens_path(self):
+        return os.path.join(self.state_dir, "tokens.json")
+
+    async def load_tokens(self):
+        try:
+            return await self._run(_load_records, self._tokens_path)
+        except (ValueError, OSError) as e:
+            raise BackendError(f"{self._tokens_path} unreadable ({e})") from None
+
+    async def update_tokens(self, change):
+        return await self._run(self._update_tokens, change)
+
+    def _update_tokens(self, change):
+        with self._tokens_lock:
+            records = _load_records(self._tokens_path)
+            result = change(records)
+            os.makedirs(self.state_dir, exist_ok=True)
+            write_atomically(self._tokens_path, json.dumps(records, sort_keys=True).encode())
+            os.chmod(self._tokens_path, 0o600)
+            return result
+
+
+def _load_records(path):
+    try:
+        with open(path, "rb") as f:
+            records = json.load(f)
+    except FileNotFoundError:
+        return {}
+    if not isinstance(records, dict):
+        raise ValueError("not a mapping of token records")
+    return records

@@ -24,12 +24,15 @@ class Root(Resource):
     for the server, anything else goes to the first repository.
     """
 
-    def __init__(self, apps, repositories, metrics=None):
+    def __init__(self, apps, repositories, metrics=None, minter=None):
         super().__init__()
         self._apps = {name: app.resource() for name, app in apps.items()}
         self._default = next(iter(self._apps.values()))
         self._repositories = repositories
         self.putChild(b"health", Health(repositories))
+        if minter is not None:
+            from .oidc import oidc_resource
+            self.putChild(b"_", oidc_resource(minter))
         if metrics is not None:
             from ..metrics import MetricsResource
             self.putChild(b"metrics", MetricsResource(metrics))

@@ -25,6 +25,12 @@ _OUTCOMES = {401: "unauthorized", 403: "forbidden", 409: "conflict", 413: "too_l
              507: "no_space"}
 
 
+def in_scope(principal, project):
+    """An upload token is for its projects only (403 for another)."""
+    if principal is not None and not principal.may_change(project):
+        raise HTTPError(f"This token may not change project {project}", 403)
+
+
 class UploadApp:
     app = Router()
     log = Logger()
@@ -83,6 +89,7 @@ class UploadApp:
                 checked = await ctx.run(check_upload, fields, upload)
             except UploadError as e:
                 raise HTTPError(e.message, e.code) from None
+            in_scope(principal, checked.dist.project)
             status = await repository.publish(upload, checked, principal)
         except OSError as e:
             # The server's own disk: the spool, the incoming folder, a folder store.
@@ -111,6 +118,7 @@ class UploadApp:
             version = str(version_of(version))
         except InvalidVersion:
             raise HTTPError("Missing or invalid version") from None
+        in_scope(principal, normalize(name))
         removed = await self.ctx.repository.remove_release(normalize(name), version, principal)
         if not removed:
             raise NotFound(f"{normalize(name)} {version} not found")

@@ -11,6 +11,7 @@ from packaging.version import InvalidVersion
 from ..auth import WRITE
 from ..names import is_valid_name, normalize, version_of
 from .errors import HTTPError, NotFound
+from .uploads import in_scope
 from .router import Router, header
 
 MAX_YANK_REASON = 1000
@@ -35,6 +36,7 @@ class YankApp:
         if request.method == b"POST":
             reason = self._yank_reason(request)
         project = normalize(name)
+        in_scope(principal, project)
         files = await self.ctx.repository.yank(project, version, reason, principal)
         if not files:
             raise NotFound(f"{project} has no version {version}")

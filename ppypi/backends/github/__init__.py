@@ -39,7 +39,7 @@ from twisted.logger import Logger
 
 from ...validate import ConfigError
 from ..interface import Listing
-from ..local import LocalHeldNames, MetadataStore, empty_incoming
+from ..local import LocalHeldNames, LocalTokens, MetadataStore, empty_incoming
 from ..registry import BackendType, register
 from .api import GitHubAPI, GitHubError, RateLimited
 from .documents import IndexDocuments
@@ -53,8 +53,12 @@ __all__ = ["GITHUB", "GitHubBackend", "GitHubAPI", "GitHubError", "RateLimited",
            "CLEANUP_GRACE", "CLEANUP_INTERVAL", "LAYOUT", "LAYOUT_FILE"]
 
 
-class GitHubBackend(LocalHeldNames):
+class GitHubBackend(LocalHeldNames, LocalTokens):
     """
+    Upload tokens are kept on the server (C{tokens.json} in its state
+    folder), not in the repository: everyone who may pull it would read
+    their records, and every change would be a commit in its history.
+
     @param api: a L{GitHubAPI} for the configured api_url.
     @param config: the repository's L{RepositoryConfig} (owner, repo, branch,
         downloads, admin_secret).

@@ -147,6 +147,12 @@ class ProxyBackend:
     async def save_held(self, names):
         pass
 
+    async def load_tokens(self):
+        return {}  # nothing can be uploaded here
+
+    async def update_tokens(self, change):
+        raise ReadOnly(f"repository {self.name} is a read-only mirror: it takes no tokens")
+
     async def store(self, upload, checked, overwrite=False, principal=None, replacing=None):
         raise ReadOnly(f"repository {self.name} is a read-only mirror of {self.upstream}; "
                        "upload to a hosted repository")

@@ -116,6 +116,12 @@ class S3Backend:
     async def save_held(self, names):
         await self.documents.save_held(names)
 
+    async def load_tokens(self):
+        return await self.documents.load_tokens()
+
+    async def update_tokens(self, change):
+        return await self.documents.update_tokens(change)
+
     # -- files
 
     async def store(self, upload, checked, overwrite=False, principal=None, replacing=None):

@@ -37,6 +37,7 @@ from .client import NotModified, PreconditionFailed
 INDEX_DIR = "index/"
 ROOT = "index.json"
 HELD = "names-held.json"
+TOKENS = "tokens.json"
 DOC_FORMAT = 1
 # Tries at a compare-and-swap before giving up, and the pause between them.
 MAX_RETRIES = 16
@@ -318,6 +319,36 @@ class IndexDocuments:
 
         await self.update(project, change)
         return self.yanks()
+
+    # -- upload tokens
+
+    async def load_tokens(self):
+        found = await self._get(TOKENS)
+        if found is None:
+            return {}
+        try:
+            records = json.loads(found[0])
+            if not isinstance(records, dict):
+                raise ValueError("not a mapping")
+        except (ValueError, TypeError) as e:
+            raise BackendError(f"{TOKENS} unreadable ({e})") from None
+        return records
+
+    async def update_tokens(self, change):
+        """Read-modify-write C{tokens.json} by compare-and-swap, as the index."""
+        for attempt in range(MAX_RETRIES):
+            if attempt:
+                await self._pause(attempt)
+            found = await self._get(TOKENS)
+            records, etag = ({}, None) if found is None else (json.loads(found[0]), found[1])
+            result = change(records)
+            try:
+                await self.run(self.store.put, TOKENS, encode(records),
+                               if_none_match=etag is None, if_match=etag)
+            except PreconditionFailed:
+                continue
+            return result
+        raise BackendError(f"{TOKENS}: still conflicting after {MAX_RETRIES} tries")
 
     # -- names held
 
