@@ -198,12 +198,29 @@ class Repository:
                 raise
             self.index.add(dist)
             self._record(filename, dist)
+            if dist.project not in self._held_saved:
+                await self._save_held_now()
             if status == "stored":
                 self.log.info("repository {repo}: stored {filename} ({size} bytes)",
                               repo=self.name, filename=filename, size=dist.size)
             return status
         finally:
             self._unlock(filename, lock)
+
+    async def _save_held_now(self):
+        """
+        A new project is held from its first upload on, even if the server
+        stops before its next sync (then its files deleted, the name would
+        be free to answer from elsewhere): saved now, the sync retries.
+        """
+        names = frozenset(self.index.held)
+        try:
+            await self.backend.save_held(names)
+        except BackendError as e:
+            self.log.warn("repository {repo}: names held not saved now ({e}); "
+                          "the next sync saves them", repo=self.name, e=e)
+            return
+        self._held_saved = names
 
     async def remove_release(self, project, version, principal=None):
         """

@@ -25,6 +25,13 @@ from .fake_upstream import HOSTILE, FakeUpstream
 
 
 @pytest.fixture
+def streamed(monkeypatch):
+    """Every file flows to clients as it arrives (not only those over 1 MiB)."""
+    import ppypi.backends.proxy
+    monkeypatch.setattr(ppypi.backends.proxy, "WHOLE_FIRST", 0)
+
+
+@pytest.fixture
 def fake():
     upstream = FakeUpstream().start()
     yield upstream
@@ -121,7 +128,8 @@ async def test_a_hostile_upstream_gives_only_checked_values(tmp_path, fake):
 
 
 @pytest_twisted.ensureDeferred
-async def test_files_are_fetched_once_checked_and_then_served_from_disk(tmp_path, fake):
+async def test_files_are_fetched_once_checked_and_then_served_from_disk(tmp_path, fake,
+                                                                       streamed):
     added = fake.add("acme-tool", "1.0", payload=os.urandom(300_000))
     backend = proxy(tmp_path, fake)
     view = await backend.fetch_project("acme-tool")
@@ -150,7 +158,8 @@ async def test_files_are_fetched_once_checked_and_then_served_from_disk(tmp_path
 
 
 @pytest_twisted.ensureDeferred
-async def test_tampered_bytes_never_reach_a_client_whole_and_are_not_kept(tmp_path, fake):
+async def test_tampered_bytes_never_reach_a_client_whole_and_are_not_kept(tmp_path, fake,
+                                                                         streamed):
     added = fake.add("acme-tool", "1.0", payload=os.urandom(200_000))
     backend = proxy(tmp_path, fake)
     dist, = (await backend.fetch_project("acme-tool")).files
@@ -166,6 +175,29 @@ async def test_tampered_bytes_never_reach_a_client_whole_and_are_not_kept(tmp_pa
     fake.untamper(added.filename)
     assert await collect(await backend.download(dist)) == added.data
     assert backend.cache.has(dist)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_small_tampered_file_is_refused_before_any_byte(tmp_path, fake):
+    added = fake.add("acme-tool", "1.0")
+    backend = proxy(tmp_path, fake)
+    dist, = (await backend.fetch_project("acme-tool")).files
+    fake.tamper(added.filename)
+    with pytest.raises(BadUpstream):
+        await backend.download(dist)  # a 502 before the answer starts
+    assert not backend.cache.has(dist)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cached_files_metadata_needs_no_upstream(tmp_path, fake):
+    fake.add("acme-tool", "1.0")
+    backend = proxy(tmp_path, fake)
+    dist, = (await backend.fetch_project("acme-tool")).files
+    await collect(await backend.download(dist))
+    fake.refuse()
+    meta = await backend.read_metadata(dist.metadata_sha256, dist)
+    assert hashlib.sha256(meta).hexdigest() == dist.metadata_sha256
+    fake.accept()
 
 
 @pytest_twisted.ensureDeferred
@@ -191,7 +223,7 @@ async def test_tampered_metadata_is_refused(tmp_path, fake):
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_last_byte_waits_for_the_check(tmp_path, fake):
+async def test_the_last_byte_waits_for_the_check(tmp_path, fake, streamed):
     added = fake.add("acme-tool", "1.0", payload=os.urandom(400_000))
     backend = proxy(tmp_path, fake)
     dist, = (await backend.fetch_project("acme-tool")).files
@@ -261,6 +293,10 @@ async def test_a_revalidation_is_conditional(tmp_path, fake):
     fake.reset()
     await backend.fetch_project("acme-tool")
     seen, = [r for r in fake.requests if "/simple/" in r.path]
+    for _ in range(200):  # the fake records the status just after sending it
+        if seen.status is not None:
+            break
+        await deferLater(reactor, 0.01, lambda: None)
     assert seen.status == 304
     assert backend.counts["page_revalidated"] == 1
     fake.add("acme-tool", "2.0")

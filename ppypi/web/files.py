@@ -4,7 +4,7 @@ Serving distribution files: streamed from a thread pool, with Range.
 
 import re
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -120,6 +120,8 @@ async def relay(request, source):
 
     try:
         await source.deliver(write)
+    except CancelledError:
+        raise  # the client left (Klein cancels the answer): nothing to tell
     except Exception as e:
         if not request.startedWriting:
             raise  # nothing sent yet: an error answer
@@ -129,6 +131,12 @@ async def relay(request, source):
                  path=request.path.decode("utf-8", "replace"), e=e)
         request.loseConnection()
     finally:
+        _unregister(request)
+
+
+def _unregister(request):
+    # After the client left, the request has no channel to unregister from.
+    if request.channel is not None:
         request.unregisterProducer()
 
 
@@ -158,5 +166,5 @@ async def stream(request, fileobj, first, length, run_in_thread):
             request.write(chunk)
             remaining -= len(chunk)
     finally:
-        request.unregisterProducer()
+        _unregister(request)
         fileobj.close()

@@ -29,11 +29,15 @@ from twisted.python.failure import Failure
 
 from ..interface import (BackendError, BadUpstream, FileMissing, Listing, LocalFile,
                          ReadOnly, Stream)
+from ...metadata import MetadataError, inspect
 from ..local import MetadataStore, empty_incoming, write_atomically
 from ..registry import BackendType, register
 from . import pages
 from .cache import FileCache
 
+# Files up to this size are fetched and checked whole before a client gets
+# a byte (a mismatch is a clean 502); larger ones flow while they arrive.
+WHOLE_FIRST = 1 << 20
 PAGE_TIMEOUT = 10.0     # seconds to wait for the upstream's page before serving the cached one
 FILE_TIMEOUT = 30.0     # ... for a file's first byte
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
@@ -100,8 +104,10 @@ class ProxyBackend:
             self._auth = f"Basic {token}"
         self.metadata = MetadataStore(os.path.join(state_dir, "metadata"))
         self.cache = FileCache(folder, max_cache_bytes)
+        self.cache.on_kept = self._kept
         self.pages = None           # project -> CachedPage, once loaded
-        self._lookups = {}          # project -> Deferred of a page fetch in flight
+        self._lookups = {}          # project -> waiters of a page fetch in flight
+        self._metadata_fetches = {}  # sha256 -> waiters of a metadata fetch in flight
         # Counters for /health and /metrics.
         self.counts = {"page_hits": 0, "page_fetches": 0, "page_revalidated": 0,
                        "file_hits": 0, "file_fetches": 0, "upstream_errors": 0,
@@ -330,7 +336,8 @@ class ProxyBackend:
                 self.counts["file_hits"] += 1
                 return LocalFile(*f)
         self.counts["file_fetches"] += 1
-        self.counts["upstream_requests"] += 1
+        if dist.filename not in cache.fetches:
+            self.counts["upstream_requests"] += 1  # one request, however many askers
         try:
             fetch = await cache.start(dist, self.http, self._headers(dist.location), self._run,
                                       FILE_TIMEOUT)
@@ -339,8 +346,9 @@ class ProxyBackend:
         except BackendError:
             self.counts["upstream_errors"] += 1
             raise
-        if not dist.size:
-            # Its size unknown (an HTML upstream): the whole file, checked, first.
+        if not dist.size or dist.size <= WHOLE_FIRST:
+            # Small (or of unknown size): the whole file, checked, first; a
+            # mismatch is then a clean 502, not a cut connection.
             while not (fetch.done or fetch.error):
                 await fetch.changed()
             if fetch.error:
@@ -354,10 +362,14 @@ class ProxyBackend:
             except BackendError:
                 self.counts["upstream_errors"] += 1
                 raise
-            finally:
-                await self._evict()
 
         return Stream(deliver)
+
+    def _kept(self):
+        """A fetched file joined the cache: hold the budget (whoever still reads)."""
+        Deferred.fromCoroutine(self._evict()).addErrback(
+            lambda f: self.log.failure("repository {repo}: eviction failed", f,
+                                       repo=self.name))
 
     async def _evict(self):
         for name in self.cache.over_budget():
@@ -370,6 +382,30 @@ class ProxyBackend:
         data = await self._run(self.metadata.get, sha256)
         if data is not None or dist is None:
             return data
+        if self.cache.has(dist):
+            # The file is here: its metadata is in it, no upstream needed.
+            data = await self._run(_extracted, self.cache.path(dist), dist, sha256)
+            if data is not None:
+                await self._run(self.metadata.put, data)
+                return data
+        # One upstream request however many ask at once.
+        waiting = self._metadata_fetches.get(sha256)
+        if waiting is None:
+            waiting = self._metadata_fetches[sha256] = []
+            Deferred.fromCoroutine(self._fetch_metadata(sha256, dist)).addBoth(
+                self._metadata_fetched, sha256)
+        d = Deferred()
+        waiting.append(d)
+        return await d
+
+    def _metadata_fetched(self, result, sha256):
+        for d in self._metadata_fetches.pop(sha256, ()):
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+    async def _fetch_metadata(self, sha256, dist):
         url = dist.location + ".metadata"
         self.counts["upstream_requests"] += 1
         try:
@@ -391,6 +427,15 @@ class ProxyBackend:
                               "than its page's hash; nothing kept")
         await self._run(self.metadata.put, data)
         return data
+
+
+def _extracted(path, dist, sha256):
+    """A cached file's core metadata, if it is the one the page names (blocking)."""
+    try:
+        raw = inspect(path, dist.kind, dist.filename).raw
+    except (MetadataError, OSError):
+        return None
+    return raw if hashlib.sha256(raw).hexdigest() == sha256 else None
 
 
 def _open_at(path, start, read):

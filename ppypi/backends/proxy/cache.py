@@ -231,6 +231,7 @@ class FileCache:
         self.total = 0
         self.fetches = {}       # filename -> Fetch in flight
         self.evicted = 0
+        self.on_kept = lambda: None  # a file joined the cache (the budget is held then)
 
     def path(self, dist):
         return os.path.join(self.folder, "files", dist.project, dist.filename)
@@ -268,6 +269,7 @@ class FileCache:
         if fetch.done:
             self.usage[fetch.dist.filename] = fetch.written
             self.total += fetch.written
+            self.on_kept()
 
     def over_budget(self):
         """Files to evict (least recently used first), as (filename, project)."""
