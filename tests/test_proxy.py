@@ -324,3 +324,19 @@ def test_private_upstream_credentials_go_to_its_host_only(tmp_path):
     assert "Authorization" in backend._headers("https://private.example/simple/x/")
     assert "Authorization" not in backend._headers("https://files.example/x.whl")
     assert "s3cret" not in repr(rc)
+
+
+@pytest_twisted.ensureDeferred
+async def test_asking_for_metadata_starts_fetching_the_small_file(tmp_path, fake):
+    added = fake.add("acme-tool", "1.0")
+    backend = proxy(tmp_path, fake)
+    dist, = (await backend.fetch_project("acme-tool")).files
+    await backend.read_metadata(dist.metadata_sha256, dist)
+    for _ in range(300):  # the prefetch lands in the cache on its own
+        if backend.cache.has(dist):
+            break
+        await deferLater(reactor, 0.01, lambda: None)
+    assert backend.cache.has(dist)
+    fake.reset()
+    assert await collect(await backend.download(dist)) == added.data
+    assert fake.count(r"\.whl$") == 0

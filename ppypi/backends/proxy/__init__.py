@@ -38,6 +38,8 @@ from .cache import FileCache
 # Files up to this size are fetched and checked whole before a client gets
 # a byte (a mismatch is a clean 502); larger ones flow while they arrive.
 WHOLE_FIRST = 1 << 20
+# Files up to this size are fetched as soon as their metadata is asked for.
+PREFETCH_MAX = 4 << 20
 PAGE_TIMEOUT = 10.0     # seconds to wait for the upstream's page before serving the cached one
 FILE_TIMEOUT = 30.0     # ... for a file's first byte
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
@@ -388,6 +390,7 @@ class ProxyBackend:
             if data is not None:
                 await self._run(self.metadata.put, data)
                 return data
+        self._prefetch(dist)
         # One upstream request however many ask at once.
         waiting = self._metadata_fetches.get(sha256)
         if waiting is None:
@@ -397,6 +400,19 @@ class ProxyBackend:
         d = Deferred()
         waiting.append(d)
         return await d
+
+    def _prefetch(self, dist):
+        """
+        A resolver that reads a small file's metadata mostly downloads the
+        file next: start fetching it now, beside the metadata, and save a
+        round trip to the upstream for it.
+        """
+        cache = self.cache
+        if not 0 < dist.size <= PREFETCH_MAX or cache.has(dist) or dist.filename in cache.fetches:
+            return
+        self.counts["upstream_requests"] += 1
+        Deferred.fromCoroutine(cache.start(dist, self.http, self._headers(dist.location),
+                                           self._run, FILE_TIMEOUT)).addErrback(lambda f: None)
 
     def _metadata_fetched(self, result, sha256):
         for d in self._metadata_fetches.pop(sha256, ()):
