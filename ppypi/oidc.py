@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import jwt
 from twisted.logger import Logger
 
+from .backends.interface import BackendError
 from .tokens import MINTED_SECONDS, ReplayedToken
 
 # Asymmetric algorithms only: an HMAC "signed" with a public key is forged
@@ -205,8 +206,38 @@ class Minter:
             self.log.info("trusted publishing: refused ({code}: {why})", code=e.code,
                           why=e.description)
             return 422, answer(e)
+        except BackendError as e:
+            # The token store failed: nothing was recorded, so the client's
+            # retry with the same JWT is no replay.
+            self._count("store-failing")
+            self.log.error("trusted publishing: the token store failed: {e}", e=str(e))
+            return 503, answer(Refused("store-unavailable", "try again shortly"))
         self._count("minted")
         return 200, result
+
+    async def burn(self, body):
+        """
+        C{POST /_/oidc/burn-token} (uv does it after an upload): the minted
+        token revoked at once, on every repository it was minted for.
+        """
+        try:
+            token = json.loads(body).get("token")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            token = None
+        if not isinstance(token, str) or len(token) > 200:
+            return 422, answer(Refused("invalid-payload", "token is missing"))
+        burnt = False
+        for book in self.books.values():
+            record = book.check(token)
+            if record is not None and record.get("kind") == "oidc":
+                try:
+                    burnt = await book.revoke(record["id"]) or burnt
+                except BackendError:
+                    return 503, answer(Refused("store-unavailable", "try again shortly"))
+        if not burnt:
+            return 422, answer(Refused("invalid-token", "no such minted token"))
+        self._count("burnt")
+        return 200, {"success": True}
 
     def _count(self, outcome):
         if self.metrics is not None:
@@ -274,7 +305,8 @@ class Minter:
         try:
             claims = jwt.decode(
                 token, key=key, algorithms=[alg], audience=self.audience, issuer=issuer,
-                leeway=LEEWAY, options={"require": ["exp", "iat", "jti", "iss", "aud"]})
+                leeway=LEEWAY, options={"require": ["exp", "iat", "jti", "iss", "aud"],
+                                        "strict_aud": True})
         except jwt.ExpiredSignatureError:
             raise Refused("invalid-token", "the token has expired") from None
         except jwt.ImmatureSignatureError:

@@ -1,7 +1,8 @@
 """
 Trusted publishing's two URLs (as uv and pypa/gh-action-pypi-publish find
 them from the upload URL's host): C{GET /_/oidc/audience} and
-C{POST /_/oidc/mint-token} (L{ppypi.oidc.Minter}).
+C{POST /_/oidc/mint-token} (L{ppypi.oidc.Minter}); and C{POST
+/_/oidc/burn-token}, which uv sends after its upload to end the token.
 """
 
 import json
@@ -34,9 +35,10 @@ class Audience(Resource):
 class MintToken(Resource):
     isLeaf = True
 
-    def __init__(self, minter):
+    def __init__(self, minter, action="mint"):
         super().__init__()
         self.minter = minter
+        self.action = action
 
     def render_POST(self, request):
         body = request.content.read(MAX_TOKEN_BYTES + 1024)
@@ -54,7 +56,8 @@ class MintToken(Resource):
             if not request._disconnected:
                 request.processingFailed(failure)
 
-        Deferred.fromCoroutine(self.minter.mint(body)).addCallbacks(done, failed)
+        work = self.minter.mint(body) if self.action == "mint" else self.minter.burn(body)
+        Deferred.fromCoroutine(work).addCallbacks(done, failed)
         return NOT_DONE_YET
 
 
@@ -63,6 +66,7 @@ def oidc_resource(minter):
     oidc = Resource()
     oidc.putChild(b"audience", Audience(minter))
     oidc.putChild(b"mint-token", MintToken(minter))
+    oidc.putChild(b"burn-token", MintToken(minter, "burn"))
     top = Resource()
     top.putChild(b"oidc", oidc)
     return top
