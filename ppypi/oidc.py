@@ -108,10 +108,12 @@ class GitLabPublisher:
             return False
         if project.lower() != self.project.lower():
             return False
-        _, _, rest = uri.partition("/")          # HOST/ dropped
-        path, _, _ = rest.rpartition("@")
-        owner, sep, config_path = path.partition("//")
-        if not sep or owner.lower() != self.project.lower() or config_path != self.ci_config:
+        # HOST[/RELATIVE_ROOT]/PROJECT//PATH@REF: the project ends what is
+        # before "//" (GitLab may be served under a relative URL root).
+        path, _, _ = uri.rpartition("@")
+        before, sep, config_path = path.partition("//")
+        if not sep or not before.lower().endswith("/" + self.project.lower()) or \
+                config_path != self.ci_config:
             return False
         if self.environment is not None:
             env = claims.get("environment")

@@ -122,7 +122,15 @@ class TokenBook:
 
     async def revoke(self, token_id):
         def change(records):
-            return records.pop(token_id, None) is not None
+            record = records.pop(token_id, None)
+            if record is None or "sha256" not in record:
+                return False
+            if record.get("jti") is not None:
+                # The JWT it was minted for stays spent until it expires.
+                records[token_id] = {"id": token_id, "jti": record["jti"],
+                                     "jti_expires": record.get("jti_expires"),
+                                     "expires": 0, "revoked": True}
+            return True
 
         return await self.update(change)
 

@@ -5,6 +5,7 @@ JSON state files (names held). The filesystem backend keeps everything
 here; remote backends keep caches here.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -194,10 +195,12 @@ class LocalTokens:
         return await self._run(self._update_tokens, change)
 
     def _update_tokens(self, change):
-        with self._tokens_lock:
+        os.makedirs(self.state_dir, exist_ok=True)
+        # A file lock too: `ppypi token` (another process) writes the same file.
+        with self._tokens_lock, open(self._tokens_path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             records = _load_records(self._tokens_path)
             result = change(records)
-            os.makedirs(self.state_dir, exist_ok=True)
             write_atomically(self._tokens_path, json.dumps(records, sort_keys=True).encode())
             os.chmod(self._tokens_path, 0o600)
             return result

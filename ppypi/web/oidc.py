@@ -43,6 +43,7 @@ class MintToken(Resource):
     def render_POST(self, request):
         body = request.content.read(MAX_TOKEN_BYTES + 1024)
         if len(body) > MAX_TOKEN_BYTES + 1000:
+            self.minter._count("invalid-payload")
             return _json(request, 413, {"message": "Token request failed", "errors": [
                 {"code": "invalid-payload", "description": "the request is too large"}]})
 
