@@ -17,6 +17,7 @@ class SlowRequest:
         self.written = []
         self.producer = None
         self.finished = Deferred()
+        self.channel = object()  # None once the client has gone
 
     def registerProducer(self, producer, streaming):
         assert streaming

@@ -430,3 +430,31 @@ def test_botocore_tries_again_after_a_5xx_and_the_retry_is_counted(servers):
     assert store(servers, one, u).status == "stored"
     assert len(retries) == 2
     assert servers.forwarder.count(fault="SlowDown") == 2
+
+
+def test_tokens_cost_an_idle_sync_nothing_and_travel_between_servers(servers):
+    from ppypi.tokens import TokenBook
+    one, two = servers.server(1), servers.server(2)
+    for b in (one, two):
+        servers.run(b.list_files())
+    book_one, book_two = TokenBook(one), TokenBook(two)
+    token, record = servers.run(book_one.create({PROJECT}, description="ci"))
+    fw = servers.forwarder
+    # The other server's sync sees the root changed, and reads the tokens once.
+    servers.run(two.list_files())
+    fw.reset()
+    servers.run(book_two.refresh())
+    assert book_two.check(token)["id"] == record["id"]
+    assert fw.count("GET", r"tokens\.json") == 1
+    # Then a sync and a refresh cost the root's 304 alone.
+    fw.reset()
+    servers.run(two.list_files())
+    servers.run(book_two.refresh())
+    assert [(r.method, r.path.rsplit("/", 1)[1]) for r in fw.requests] == [("GET", "index.json")]
+    # A revocation travels the same way.
+    servers.run(book_one.revoke(record["id"]))
+    servers.run(two.list_files())
+    servers.run(book_two.refresh())
+    assert book_two.check(token) is None
+    # The tokens' entry in the root is no project.
+    assert servers.run(servers.server(3).load_held()) == set()

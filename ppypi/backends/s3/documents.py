@@ -38,6 +38,9 @@ INDEX_DIR = "index/"
 ROOT = "index.json"
 HELD = "names-held.json"
 TOKENS = "tokens.json"
+# The root's entry for tokens.json's serial: a sync learns from the root
+# alone whether the tokens changed. "~" begins no project name.
+TOKENS_KEY = "~tokens"
 DOC_FORMAT = 1
 # Tries at a compare-and-swap before giving up, and the pause between them.
 MAX_RETRIES = 16
@@ -90,6 +93,7 @@ class IndexDocuments:
         self.root = {}
         self.docs = None
         self._last_reconcile = None
+        self._tokens = None     # (serial, records) of tokens.json, last read
 
     # -- the local copy (blocking)
 
@@ -190,7 +194,8 @@ class IndexDocuments:
             self.root = _projects(data)
             changed = True
         stale = [project for project, serial in self.root.items()
-                 if project not in self.docs or self.docs[project]["serial"] < serial]
+                 if not project.startswith("~") and
+                 (project not in self.docs or self.docs[project]["serial"] < serial)]
         for project, got in zip(stale, await self._fetch_docs(stale)):
             fetched += 1
             if got is not None:
@@ -323,30 +328,48 @@ class IndexDocuments:
     # -- upload tokens
 
     async def load_tokens(self):
+        """
+        The token records. After a sync, from memory while the root says
+        tokens.json did not change (an idle sync stays one request).
+        """
+        cached = self._tokens
+        if cached is not None and self.docs is not None and \
+                self.root.get(TOKENS_KEY, 0) == cached[0]:
+            return json.loads(json.dumps(cached[1]))
+        serial, records, _ = await self._read_tokens()
+        self._tokens = (serial, records)
+        return json.loads(json.dumps(records))
+
+    async def _read_tokens(self):
+        """(serial, records, etag) of tokens.json (0, {}, None: none yet)."""
         found = await self._get(TOKENS)
         if found is None:
-            return {}
+            return 0, {}, None
         try:
-            records = json.loads(found[0])
+            doc = json.loads(found[0])
+            records = doc["records"]
             if not isinstance(records, dict):
                 raise ValueError("not a mapping")
-        except (ValueError, TypeError) as e:
+            return int(doc.get("serial", 0)), records, found[1]
+        except (ValueError, TypeError, KeyError) as e:
             raise BackendError(f"{TOKENS} unreadable ({e})") from None
-        return records
 
     async def update_tokens(self, change):
-        """Read-modify-write C{tokens.json} by compare-and-swap, as the index."""
+        """Read-modify-write C{tokens.json} by compare-and-swap, then raise the root."""
         for attempt in range(MAX_RETRIES):
             if attempt:
                 await self._pause(attempt)
-            found = await self._get(TOKENS)
-            records, etag = ({}, None) if found is None else (json.loads(found[0]), found[1])
+            serial, records, etag = await self._read_tokens()
             result = change(records)
+            serial += 1
             try:
-                await self.run(self.store.put, TOKENS, encode(records),
+                await self.run(self.store.put, TOKENS,
+                               encode({"serial": serial, "records": records}),
                                if_none_match=etag is None, if_match=etag)
             except PreconditionFailed:
                 continue
+            self._tokens = (serial, records)
+            await self.raise_root({TOKENS_KEY: serial})
             return result
         raise BackendError(f"{TOKENS}: still conflicting after {MAX_RETRIES} tries")
 
@@ -363,7 +386,7 @@ class IndexDocuments:
         root = await self._get(ROOT)
         if root is not None:
             # Every project with a document was held, even with no file left.
-            names |= set(_projects(root[0]))
+            names |= {p for p in _projects(root[0]) if not p.startswith("~")}
         return names
 
     async def save_held(self, names):
