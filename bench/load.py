@@ -221,6 +221,16 @@ def run_wrk(port, paths, duration, concurrency, timeout_s=30):
     return result
 
 
+def cpu_model():
+    """The CPU's model name (Linux), or "?"."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+            return m.group(1).strip() if m else "?"
+    except OSError:
+        return "?"
+
+
 def have_wrk():
     return shutil.which("wrk") is not None
 

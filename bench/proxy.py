@@ -622,13 +622,7 @@ def own_versions():
 
 
 def machine():
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-            cpu = m.group(1).strip() if m else "?"
-    except OSError:
-        pass
+    cpu = load.cpu_model()
     import platform
     return {"cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": cpu,
             "kernel": platform.release(), "python": platform.python_version()}

@@ -158,13 +158,7 @@ def python_with_matplotlib(out, allow_install):
 # -- machine
 
 def machine():
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-            cpu = m.group(1).strip() if m else "?"
-    except OSError:
-        pass
+    cpu = load.cpu_model()
     if load.have_wrk():
         v = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
         loadgen = (v.stdout or v.stderr).splitlines()[0].split(" [")[0] if (v.stdout or v.stderr) else "wrk"

@@ -81,6 +81,11 @@ def sdist_bytes(dist, version, requires_python=">=3.8", metadata_version="2.2"):
             f'requires-python = "{requires_python}"\n').encode(),
         f"{top}/{dist}/__init__.py": f"__version__ = '{version}'\n".encode(),
     }
+    return targz(members)
+
+
+def targz(members):
+    """A .tar.gz of {path: bytes}, the same bytes every time (fixed mtime and mode)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
         for path, data in members.items():

@@ -135,7 +135,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from packaging.version import InvalidVersion, Version
 
-from .corpus import _TAR_TIME, _ZIP_TIME, record_hash, sdist_bytes, wheel_bytes
+from .corpus import _ZIP_TIME, record_hash, sdist_bytes, targz, wheel_bytes
 
 API_VERSION = "1.4"
 HTML = "text/html"
@@ -260,15 +260,7 @@ def sdist_bytes_with_deps(name, version, requires_python=None, requires_dist=(),
                                   + "\n".join(project) + "\n").encode(),
         f"{top}/{dist}/__init__.py": f"__version__ = '{version}'\n".encode() + payload,
     }
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
-        for path, data in members.items():
-            member = tarfile.TarInfo(path)
-            member.size = len(data)
-            member.mtime = _TAR_TIME
-            member.mode = 0o644
-            t.addfile(member, io.BytesIO(data))
-    return buf.getvalue()
+    return targz(members)
 
 
 def _wheel_metadata(data, filename):
