@@ -9,6 +9,8 @@ The C{ppypi} command: helpers for administrators.
     ppypi copy --root ROOT --config FILE [--admin-secret FILE] [--dry-run] SOURCE DEST
                            copy every file, yank and name held of one repository
                            into another (resumable: a run copies what is missing)
+    ppypi token create|list|revoke REPO [ID] --root ROOT --config FILE [--project P ...]
+                           upload tokens scoped to a repository's projects
 """
 
 import argparse
