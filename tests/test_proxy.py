@@ -27,8 +27,8 @@ from .fake_upstream import HOSTILE, FakeUpstream
 @pytest.fixture
 def streamed(monkeypatch):
     """Every file flows to clients as it arrives (not only those over 1 MiB)."""
-    import ppypi.backends.proxy
-    monkeypatch.setattr(ppypi.backends.proxy, "WHOLE_FIRST", 0)
+    import ppypi.backends.proxy.files
+    monkeypatch.setattr(ppypi.backends.proxy.files, "WHOLE_FIRST", 0)
 
 
 @pytest.fixture
