@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 
 from ppypi import copy as copying
 from ppypi.backends.interface import BackendError, Listing, Redirect, Stream
-from ppypi.cli import _CopyProgress, _size
+from ppypi.commands import _CopyProgress, _size
 from ppypi.config import load_config
 from ppypi.domain import UploadedFile
 
