@@ -27,7 +27,7 @@ def route_of(method, path):
     """A small, fixed set of route names for a request (labels stay bounded)."""
     segments = path.split(b"?", 1)[0].strip(b"/").split(b"/")
     head = segments[0] if segments else b""
-    if head not in _HEADS:
+    if head not in _HEADS or (head == b"pypi" and not _json_api(segments)):
         segments = segments[1:]  # /R/...: the same routes under a repository
         head = segments[0] if segments else b""
     if method == b"POST" and (head in (b"", b"legacy") or segments == [b"simple"]):
@@ -45,6 +45,11 @@ def route_of(method, path):
     if head == b"":
         return "home"
     return "other"
+
+
+def _json_api(segments):
+    """/pypi/NAME/json (a repository may be called pypi: /pypi/simple/... is its)."""
+    return len(segments) == 3 and segments[2] == b"json"
 
 
 class Metrics:

@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import get, make_corpus
@@ -147,3 +148,18 @@ def test_a_client_that_leaves_before_the_answer_is_logged_and_counted(tmp_path):
     assert len(site._access_lines) == 1
     assert '"GET /simple/slow/ HTTP/1.1" 499 - ' in site._access_lines[0]
     assert metrics._requests == {("simple_project", b"GET", 499): 1}
+
+
+@pytest.mark.parametrize("method, path, route", [
+    (b"GET", b"/pypi/acme-tool/json", "pypi_json"),
+    (b"GET", b"/R/pypi/acme-tool/json", "pypi_json"),
+    # A repository called pypi (a mirror of pypi.org, as SPEC names it).
+    (b"GET", b"/pypi/simple/acme-tool/", "simple_project"),
+    (b"GET", b"/pypi/packages/acme-tool/acme_tool-1.0-py3-none-any.whl", "file"),
+    (b"GET", b"/pypi/simple/", "simple_root"),
+    (b"GET", b"/simple/acme-tool/", "simple_project"),
+    (b"POST", b"/_/oidc/mint-token", "oidc"),
+])
+def test_route_names(method, path, route):
+    from ppypi.metrics import route_of
+    assert route_of(method, path) == route
