@@ -39,9 +39,9 @@ the results say why.
    upstream. Medians, and what each server asked the upstream. All of it
    twice: the upstream answering at once (loopback), then with every answer
    held --latency-ms before its status line (pages) or its body (files), as
-   a distant upstream would (FakeUpstream.stall). The fake's connections get
-   TCP_NODELAY here: it writes headers and body apart, and Nagle's algorithm
-   with the client's delayed ACK would add its own ~40 ms to every answer.
+   a distant upstream would (FakeUpstream.stall). The fake's connections have
+   TCP_NODELAY (it writes headers and body apart: Nagle's algorithm with the
+   client's delayed ACK would add its own ~40 ms to every answer).
 
 2. Cached: each server is warmed (the tree installed through it once, every
    page of the --pages projects fetched and every file on them downloaded,
@@ -79,7 +79,6 @@ import random
 import re
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -96,7 +95,6 @@ sys.path.insert(0, HERE)
 import load  # noqa: E402
 from servers import Server, free_port, http_get, stop_all  # noqa: E402
 
-from tests import fake_upstream  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -171,24 +169,6 @@ def fill(fake, pages, versions):
             fake.add(name, f"1.{v}", requires_python=">=3.8", payload=payload(rng, 1_000))
             fake.add(name, f"1.{v}", kind="sdist", requires_python=">=3.8")
     return tree, names
-
-
-def no_delay():
-    """
-    The fake upstream writes an answer's headers and its body apart: with
-    Nagle's algorithm and the client's delayed ACK, every small answer then
-    waits about 40 ms, which is the fake's, not an upstream's. Off, as web
-    servers run (in this process only).
-    """
-    setup = fake_upstream._Handler.setup
-
-    def setup_no_delay(handler):
-        setup(handler)
-        handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    if not getattr(setup, "no_delay", False):
-        setup_no_delay.no_delay = True
-        fake_upstream._Handler.setup = setup_no_delay
 
 
 # -- CPU accounting (a server may be several processes: gunicorn's workers) ---
@@ -1067,7 +1047,6 @@ def main(argv=None):
                "versions": {"own": own_versions()}, "configuration": {}, "notes": [],
                "errors": []}
     log(f"versions: {results['versions']['own']}; work in {work}")
-    no_delay()
     fake = FakeUpstream().start()
     try:
         tree, pages = fill(fake, args.pages, args.versions)

@@ -111,6 +111,16 @@ def _yank_refusal(code, user):
     return ""
 
 
+def _store_options(parser):
+    """The daemon's own configuration, for the commands that work on a store."""
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--admin-secret", "--admin_secret", dest="admin_secret")
+    parser.add_argument("--config-or-admin-secret-can-be-text",
+                        "--config_or_admin_secret_can_be_text", action="store_true",
+                        dest="config_or_admin_secret_can_be_text")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="ppypi", description="ppypi administration")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -142,12 +152,7 @@ def main(argv=None):
                     "downloading each file once to hash it.")
     g.add_argument("action", choices=["init", "reindex"])
     g.add_argument("repository", nargs="?", help="needed when several are configured")
-    g.add_argument("--root", required=True)
-    g.add_argument("--config", required=True)
-    g.add_argument("--admin-secret", "--admin_secret", dest="admin_secret")
-    g.add_argument("--config-or-admin-secret-can-be-text",
-                   "--config_or_admin_secret_can_be_text", action="store_true",
-                   dest="config_or_admin_secret_can_be_text")
+    _store_options(g)
     g.set_defaults(func=github)
     c = commands.add_parser(
         "copy", help="copy every file, yank and name held of one repository into another",
@@ -158,12 +163,7 @@ def main(argv=None):
                     "when everything is in DEST.")
     c.add_argument("source", help="a repository of the configuration")
     c.add_argument("dest", help="a repository of the configuration")
-    c.add_argument("--root", required=True)
-    c.add_argument("--config", required=True)
-    c.add_argument("--admin-secret", "--admin_secret", dest="admin_secret")
-    c.add_argument("--config-or-admin-secret-can-be-text",
-                   "--config_or_admin_secret_can_be_text", action="store_true",
-                   dest="config_or_admin_secret_can_be_text")
+    _store_options(c)
     c.add_argument("--dry-run", "--dry_run", action="store_true", dest="dry_run",
                    help="list what would be copied; change nothing")
     c.set_defaults(func=copy)
@@ -182,11 +182,7 @@ def main(argv=None):
     t.add_argument("--expires", help="create: lifetime such as 90d, 12h (default: 90d; "
                                      "'never' for none)", default="90d")
     t.add_argument("--description", default="")
-    for a, kw in (("--root", {"required": True}), ("--config", {"required": True}),
-                  ("--admin-secret", {"dest": "admin_secret"})):
-        t.add_argument(a, **kw)
-    t.add_argument("--config-or-admin-secret-can-be-text", action="store_true",
-                   dest="config_or_admin_secret_can_be_text")
+    _store_options(t)
     t.set_defaults(func=token)
     args = parser.parse_args(argv)
     args.func(args)

@@ -49,9 +49,15 @@ def wheel_bytes(dist, version, requires_python=">=3.8", payload=b""):
         f"{info}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: ppypi-tests\n"
                           b"Root-Is-Purelib: true\nTag: py3-none-any\n"),
     }
+    return wheel_zip(files, info)
+
+
+def wheel_zip(files, info):
+    """A wheel of {path: bytes} with its RECORD (in C{info}, the .dist-info folder);
+    the same bytes every time (fixed times and modes)."""
+    files = dict(files)
     record = "".join(f"{path},{record_hash(data)},{len(data)}\n" for path, data in files.items())
-    record += f"{info}/RECORD,,\n"
-    files[f"{info}/RECORD"] = record.encode()
+    files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for path, data in files.items():

@@ -135,7 +135,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from packaging.version import InvalidVersion, Version
 
-from .corpus import _ZIP_TIME, record_hash, sdist_bytes, targz, wheel_bytes
+from .corpus import sdist_bytes, targz, wheel_bytes, wheel_zip
 
 API_VERSION = "1.4"
 HTML = "text/html"
@@ -228,15 +228,7 @@ def wheel_bytes_with_deps(name, version, requires_python=None, requires_dist=(),
         f"{info}/WHEEL": (f"Wheel-Version: 1.0\nGenerator: ppypi-tests\n"
                           f"Root-Is-Purelib: true\nTag: {tag}\n").encode(),
     }
-    record = "".join(f"{path},{record_hash(data)},{len(data)}\n" for path, data in files.items())
-    files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for path, data in files.items():
-            member = zipfile.ZipInfo(path, _ZIP_TIME)
-            member.external_attr = 0o644 << 16
-            z.writestr(member, data, zipfile.ZIP_DEFLATED)
-    return buf.getvalue()
+    return wheel_zip(files, info)
 
 
 def sdist_bytes_with_deps(name, version, requires_python=None, requires_dist=(), payload=b""):
