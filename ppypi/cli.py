@@ -25,6 +25,7 @@ import urllib.request
 
 import bcrypt
 
+from .backends.interface import STATUSES
 from .commands import copy, github, token
 from .config import _USER_NAME
 
@@ -61,15 +62,15 @@ def passwd(args, stdin=None, stdout=None):
         stdout.write(f"{args.user}:{hashed}\n")
 
 
-def yank(args, stdin=None, stdout=None):
-    """Yank or unyank a release through the server's /yank/ endpoint."""
-    stdin = stdin or sys.stdin
-    stdout = stdout or sys.stdout
+def _call(command, args, path, method, form, stdin):
+    """
+    One request of an administration command to a running server, with the
+    user's credentials: its JSON answer, or SystemExit saying what failed.
+    """
     base = args.url if args.url.endswith("/") else args.url + "/"
     if not base.startswith(("http://", "https://")):
-        raise SystemExit("ppypi yank: the URL must be http(s)://HOST[:PORT]/[REPOSITORY/]")
-    url = (base + "yank/" + urllib.parse.quote(args.name, safe="") + "/"
-           + urllib.parse.quote(args.version, safe=""))
+        raise SystemExit(f"ppypi {command}: the URL must be http(s)://HOST[:PORT]/[REPOSITORY/]")
+    url = base + "/".join(urllib.parse.quote(p, safe="") for p in path)
     headers = {}
     if args.user:
         password = os.environ.get("PPYPI_PASSWORD")
@@ -77,37 +78,57 @@ def yank(args, stdin=None, stdout=None):
             password = _read_password(stdin, f"password for {args.user}: ", confirm=False)
         token = base64.b64encode(f"{args.user}:{password}".encode()).decode()
         headers["Authorization"] = "Basic " + token
-    if args.undo:
-        request = urllib.request.Request(url, headers=headers, method="DELETE")
-    else:
-        body = urllib.parse.urlencode({"reason": args.reason}).encode()
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.load(response)
+            return json.load(response)
     except urllib.error.HTTPError as e:
-        raise SystemExit(f"ppypi yank: {url}: {e.code} {e.reason}"
-                         + _yank_refusal(e.code, args.user)) from None
+        raise SystemExit(f"ppypi {command}: {url}: {e.code} {e.reason}"
+                         + _refusal(command, e.code, args.user)) from None
     except (urllib.error.URLError, OSError) as e:
-        raise SystemExit(f"ppypi yank: {url}: {getattr(e, 'reason', e)}") from None
+        raise SystemExit(f"ppypi {command}: {url}: {getattr(e, 'reason', e)}") from None
+
+
+def yank(args, stdin=None, stdout=None):
+    """Yank or unyank a release through the server's /yank/ endpoint."""
+    stdout = stdout or sys.stdout
+    path = ("yank", args.name, args.version)
+    if args.undo:
+        answer = _call("yank", args, path, "DELETE", None, stdin or sys.stdin)
+    else:
+        answer = _call("yank", args, path, "POST", {"reason": args.reason}, stdin or sys.stdin)
     what = "yanked" if answer["yanked"] else "unyanked"
     stdout.write(f"{what} {answer['project']} {answer['version']}: "
                  f"{', '.join(answer['files'])}\n")
 
 
-def _yank_refusal(code, user):
-    """What a 401 or 403 means for the one yanking: the server's own reason
+def status(args, stdin=None, stdout=None):
+    """Set a project's status (PEP 792) through the server's /status/ endpoint."""
+    stdout = stdout or sys.stdout
+    answer = _call("status", args, ("status", args.name), "POST",
+                   {"status": args.status, "reason": args.reason}, stdin or sys.stdin)
+    reason = f" ({answer['reason']})" if answer.get("reason") else ""
+    stdout.write(f"{answer['project']} is {answer['status']}{reason}\n")
+
+
+def _refusal(command, code, user):
+    """What a 401 or 403 means for the one asking: the server's own reason
     names no option of this command."""
+    what = {"yank": "yank", "status": "set a status"}[command]
     if code == 401 and not user:
-        return ("; this server needs credentials to yank: give -u USER (on the "
+        return (f"; this server needs credentials to {what}: give -u USER (on the "
                 "zero-configuration default: -u __token__ with the token in "
                 "ROOT/.ppypi/upload-token) and the password in PPYPI_PASSWORD or on stdin")
     if code == 401:
         return (f"; the server refused the credentials of {user}: check -u and the "
                 "password (PPYPI_PASSWORD or stdin)")
     if code == 403:
-        return f"; {user} may not yank here: yanking needs write permission on this repository"
+        return (f"; {user} may not {what} here: that needs write permission on this "
+                "repository (and a token's scope must include the project)")
     return ""
 
 
@@ -145,6 +166,17 @@ def main(argv=None):
     y.add_argument("--undo", action="store_true", help="unyank")
     y.add_argument("-u", "--user", help="a user with write permission")
     y.set_defaults(func=yank)
+    st = commands.add_parser(
+        "status", help="set a project's status (archived, deprecated, quarantined, active)",
+        description="PEP 792: archived and quarantined projects take no uploads; a "
+                    "quarantined one's files are not offered; uv reports the status. "
+                    "The password comes from PPYPI_PASSWORD, the terminal or stdin.")
+    st.add_argument("url", help="the repository's URL: http://HOST:8888/ or http://HOST:8888/R/")
+    st.add_argument("name")
+    st.add_argument("status", choices=STATUSES)
+    st.add_argument("--reason", default="", help="shown to installers and people")
+    st.add_argument("-u", "--user", help="a user with write permission")
+    st.set_defaults(func=status)
     g = commands.add_parser(
         "github", help="set up a GitHub repository, or rebuild its index from its releases",
         description="init: create the branch and layout in the repository (idempotent). "

@@ -52,7 +52,7 @@ class RepositoryConfig:
                  max_file_bytes=DEFAULT_MAX_FILE_BYTES, allow_overwrite=False,
                  read_secret=None, write_secret=None, admin_secret=None,
                  page_max_age=DEFAULT_PAGE_MAX_AGE, upstream=None, publishers=None,
-                 settings=None, **backend_settings):
+                 require_attestations=False, settings=None, **backend_settings):
         self.name = name
         self.type = type
         self.read = read
@@ -68,6 +68,8 @@ class RepositoryConfig:
         self.upstream = upstream
         # Trusted publishing: {project: [publisher]} (ppypi.oidc).
         self.publishers = publishers or {}
+        # PEP 740: refuse uploads that carry no verified attestations.
+        self.require_attestations = require_attestations
         self.settings = settings if settings is not None else SimpleNamespace(**backend_settings)
 
     def __repr__(self):
@@ -86,6 +88,9 @@ class Config:
         self.zero_config = zero_config
         # Trusted publishing: audience and issuers (see _oidc); publishers are per repository.
         self.oidc = _oidc(Checker("defaults"), None)
+        # The Sigstore trusted root attestations are verified against (a
+        # trusted_root.json), or None: the one the sigstore package carries.
+        self.trusted_root = None
 
     def repository(self, name):
         for r in self.repositories:
@@ -156,13 +161,15 @@ def _parse(label, text, fmt):
 # -- validating ------------------------------------------------------------
 
 COMMON_KEYS = frozenset({"type", "read", "write", "sync_interval", "max_file_bytes",
-                         "allow_overwrite", "page_max_age", "upstream", "publishers"})
+                         "allow_overwrite", "page_max_age", "upstream", "publishers",
+                         "require_attestations"})
 
 
 def _yaml_config(data, source, root, config_dir):
     c = Checker(source)
     c.mapping(data, "")
-    c.unknown(data, {"repositories", "users", "htpasswd", "reserved", "oidc"}, "")
+    c.unknown(data, {"repositories", "users", "htpasswd", "reserved", "oidc", "attestations"},
+              "")
     if "repositories" not in data:
         c.fail("repositories", "is required")
     repos = c.mapping(data["repositories"], "repositories")
@@ -215,6 +222,13 @@ def _yaml_config(data, source, root, config_dir):
 
     config = Config(repositories, users, htpasswd, reserved)
     config.oidc = _oidc(c, data.get("oidc"))
+    attestations = data.get("attestations")
+    if attestations is not None:
+        c.mapping(attestations, "attestations")
+        c.unknown(attestations, {"trusted_root"}, "attestations")
+        if "trusted_root" in attestations:
+            config.trusted_root = os.path.join(
+                config_dir, c.string(attestations["trusted_root"], "attestations.trusted_root"))
     _check_repositories(c, config, users)
     return config
 
@@ -233,6 +247,8 @@ def _common_repo_settings(c, spec, key, backend_type):
         page_max_age=c.number(spec.get("page_max_age", DEFAULT_PAGE_MAX_AGE),
                               f"{key}.page_max_age", integer=True, minimum=0),
         publishers=_publishers(c, spec.get("publishers"), f"{key}.publishers"),
+        require_attestations=c.boolean(spec.get("require_attestations", False),
+                                       f"{key}.require_attestations"),
         # A kind whose own key is "upstream" (a mirror's URL) keeps it.
         upstream=(c.string(spec["upstream"], f"{key}.upstream")
                   if "upstream" in spec and "upstream" not in backend_type.keys else None),

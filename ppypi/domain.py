@@ -30,11 +30,11 @@ class DistFile:
 
     __slots__ = ("filename", "project", "version", "kind", "_sha256", "size",
                  "mtime_ns", "requires_python", "location", "_metadata_sha256",
-                 "core_metadata", "_upload_time", "summary")
+                 "core_metadata", "_upload_time", "summary", "provenance")
 
     def __init__(self, filename, project, version, kind, sha256, size, mtime_ns,
                  requires_python=None, location=None, metadata_sha256=None,
-                 core_metadata=False, upload_time=None, summary=None):
+                 core_metadata=False, upload_time=None, summary=None, provenance=False):
         # Interned: a project's name, versions and Requires-Python repeat
         # across its files (memory at 100,000 files).
         self.filename = filename
@@ -60,6 +60,16 @@ class DistFile:
         # Kept only when it is not the mtime (files dropped in by hand).
         self._upload_time = upload_time if upload_time != mtime_ns / 1e9 else None
         self.summary = summary
+        # Whether the backend keeps a PEP 740 provenance object beside it.
+        self.provenance = bool(provenance)
+
+    def with_provenance(self, provenance):
+        """This file, with or without its provenance (a new object: files are values)."""
+        twin = DistFile.__new__(DistFile)
+        for slot in self.__slots__:
+            setattr(twin, slot, getattr(self, slot))
+        twin.provenance = bool(provenance)
+        return twin
 
     @property
     def sha256(self):
@@ -121,12 +131,15 @@ class CheckedUpload:
     """
     What the checks of an upload found: its parsed name (L{ppypi.names}'s
     C{DistName}: filename, project, version, kind), its core metadata bytes,
-    Requires-Python, whether the metadata may be served (PEP 658), summary.
+    Requires-Python, whether the metadata may be served (PEP 658), summary,
+    and its verified PEP 740 provenance object (JSON bytes) or None.
     """
 
-    def __init__(self, dist, metadata, requires_python, servable, summary=None):
+    def __init__(self, dist, metadata, requires_python, servable, summary=None,
+                 provenance=None):
         self.dist = dist
         self.metadata = metadata
         self.requires_python = requires_python
         self.servable = servable
         self.summary = summary
+        self.provenance = provenance

@@ -16,12 +16,16 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from email.utils import formatdate
 from html import escape
+from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
 
-# PEP 629: 1.0 is PEP 503 + 592 + 658/714; 1.1 adds PEP 700's JSON fields.
-API_VERSION = "1.1"
+# PEP 629: 1.0 is PEP 503 + 592 + 658/714; 1.1 adds PEP 700's JSON fields;
+# 1.3 PEP 740's provenance; 1.4 PEP 792's project status. (1.2, PEP 708's
+# tracks and alternate locations, is served by no index and read by no
+# client: a page without them is a 1.2 page.)
+API_VERSION = "1.4"
 
 HTML = "text/html"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -165,10 +169,29 @@ def render_root_json(projects):
     }, separators=(",", ":")).encode("utf-8")
 
 
-def render_project_html(name, files, yanks):
+def served(files, status):
+    """The files a page offers: none of a quarantined project's (PEP 792)."""
+    if status is not None and status["status"] == "quarantined":
+        return ()
+    return files
+
+
+def provenance_url(f):
+    """A file's PEP 740 provenance, relative to its project's page."""
+    return f"../../integrity/{f.project}/{quote(f.version)}/{quote(f.filename)}/provenance"
+
+
+def render_project_html(name, files, yanks, status=None):
     title = f"Links for {escape(name)}"
-    out = [_HEAD.format(title=title), f"<h1>{title}</h1>\n"]
-    for f in sorted(files, key=_version_key):
+    head = _HEAD.format(title=title)
+    if status is not None:
+        meta = f'<meta name="pypi:project-status" content="{escape(status["status"])}">\n'
+        if status.get("reason"):
+            meta += (f'<meta name="pypi:project-status-reason" '
+                     f'content="{escape(status["reason"], quote=True)}">\n')
+        head = head.replace("<title>", meta + "<title>", 1)
+    out = [head, f"<h1>{title}</h1>\n"]
+    for f in sorted(served(files, status), key=_version_key):
         attrs = ""
         if f.requires_python:
             attrs += f' data-requires-python="{escape(f.requires_python, quote=True)}"'
@@ -177,16 +200,18 @@ def render_project_html(name, files, yanks):
             attrs += f' data-dist-info-metadata="{value}" data-core-metadata="{value}"'
         if f.version in yanks:
             attrs += f' data-yanked="{escape(yanks[f.version], quote=True)}"'
+        if f.provenance:
+            attrs += f' data-provenance="{escape(provenance_url(f), quote=True)}"'
         href = f"../../{f.url_path}#sha256={f.sha256}"
         out.append(f'<a href="{escape(href, quote=True)}"{attrs}>{escape(f.filename)}</a><br>\n')
     out.append("</body>\n</html>\n")
     return "".join(out).encode("utf-8")
 
 
-def render_project_json(name, files, yanks):
+def render_project_json(name, files, yanks, status=None):
     entries = []
     versions = set()
-    for f in sorted(files, key=_version_key):
+    for f in sorted(served(files, status), key=_version_key):
         versions.add(f.version)
         metadata = {"sha256": f.metadata_sha256} if f.core_metadata else False
         yanked = yanks.get(f.version)
@@ -200,13 +225,17 @@ def render_project_json(name, files, yanks):
             "yanked": (yanked or True) if yanked is not None else False,
             "size": f.size,
             "upload-time": iso8601(f.upload_time),
+            "provenance": provenance_url(f) if f.provenance else None,
         })
-    return json.dumps({
+    page = {
         "meta": {"api-version": API_VERSION},
         "name": name,
         "versions": sort_versions(versions),
         "files": entries,
-    }, separators=(",", ":")).encode("utf-8")
+    }
+    if status is not None:
+        page["project-status"] = dict(status)
+    return json.dumps(page, separators=(",", ":")).encode("utf-8")
 
 
 _RENDERERS = {
@@ -223,6 +252,8 @@ class RepositoryIndex:
     @ivar held: every normalised project name this repository has ever held
         (it is never redirected to an extra index).
     @ivar yanks: {project: {version: reason}} (PEP 592; "" for no reason).
+    @ivar statuses: {project: {"status": ..., "reason": ...}} (PEP 792), of
+        the projects whose status is not a plain "active".
     @ivar ready: True once the first listing of the backend has been applied.
     """
 
@@ -239,6 +270,7 @@ class RepositoryIndex:
         self._clock = clock
         self.held = set()
         self.yanks = {}
+        self.statuses = {}
         self.ready = False
         self.generation = 0
 
@@ -281,7 +313,8 @@ class RepositoryIndex:
             files = self._projects.get(name)
             if not files:
                 return None
-            body = _RENDERERS[content_type][1](name, files, self.yanks.get(name, {}))
+            body = _RENDERERS[content_type][1](name, files, self.yanks.get(name, {}),
+                                               self.statuses.get(name))
             page = Page(body, content_type, self._changed_at[name])
             self._pages.put(key, page)
         return page
@@ -386,6 +419,17 @@ class RepositoryIndex:
             self.remove(f.filename)
         self.yanks.pop(project, None)
         self.held.discard(project)
+
+    def status(self, name):
+        """A project's status: {"status": ..., "reason": ...} or None (active)."""
+        return self.statuses.get(name)
+
+    def set_statuses(self, statuses):
+        """Replace every project status: {project: {"status", "reason"}}."""
+        for project in set(statuses) | set(self.statuses):
+            if statuses.get(project) != self.statuses.get(project):
+                self._changed(project)
+        self.statuses = {p: dict(s) for p, s in statuses.items() if s}
 
     def set_yanks(self, yanks):
         """Replace every yank: {project: {version: reason}}."""

@@ -40,7 +40,7 @@ def route_of(method, path):
         return "pypi_json"
     if head == b"_":
         return "oidc"
-    if head in (b"yank", b"health", b"metrics"):
+    if head in (b"yank", b"status", b"integrity", b"health", b"metrics"):
         return head.decode()
     if head == b"":
         return "home"

@@ -36,6 +36,7 @@ class Repository:
         self.last_sync = None
         self.syncs = 0
         self._locks = {}            # filename -> DeferredLock
+        # Held while yanks or statuses change: a sync then leaves them be.
         self._yank_lock = DeferredLock()
         self.metrics = metrics
         self._changes = None        # {filename: DistFile or None} while a scan runs
@@ -71,6 +72,7 @@ class Repository:
             # Yanks are kept by the backend (another instance may change them).
             if not self._yanking:
                 self.index.set_yanks(await self.backend.load_yanks())
+                self.index.set_statuses(await self.backend.load_statuses())
             # Uploads and removals made while the scan ran win over what it saw.
             files = {f.filename: f for f in result.files}
             for filename, dist in changes.items():
@@ -273,6 +275,24 @@ class Repository:
                       what="yanked" if reason is not None else "unyanked",
                       project=project, version=version)
         return [f.filename for f in release]
+
+    async def set_status(self, project, status, reason, principal=None):
+        """
+        Set a project's status (PEP 792) as the backend keeps it, then in the
+        index. Returns False for a project this repository never held.
+        """
+        if not self.index.has_held(project):
+            return False
+        await self._yank_lock.acquire()
+        try:
+            statuses = await self.backend.set_status(project, status, reason,
+                                                     principal=principal)
+            self.index.set_statuses(statuses)
+        finally:
+            self._yank_lock.release()
+        self.log.info("repository {repo}: {project} is {status}{why}", repo=self.name,
+                      project=project, status=status, why=f" ({reason})" if reason else "")
+        return True
 
     def status(self):
         return {

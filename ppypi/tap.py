@@ -25,6 +25,7 @@ from .backends import registry
 from .backends.registry import BackendContext
 from .config import ConfigError, load_admin_secret, load_config
 from .metrics import Metrics
+from .attestations import AttestationVerifier
 from .oidc import Minter
 from .repository import Repository
 from .tokens import TokenBook
@@ -369,7 +370,15 @@ def build(options, config, reactor, run_in_thread, token=None, http=None,
                               config.is_reserved, metrics, token_path)
         for r in repositories
     }
+    verifier = AttestationVerifier(config.trusted_root)
+    if config.trusted_root is not None:
+        try:
+            verifier.load()  # a bad file is said at start, not at the first upload
+        except Exception as e:
+            raise ConfigError("configuration", "attestations.trusted_root",
+                              f"{config.trusted_root}: not a Sigstore trusted root ({e})")
     for r in repositories:
+        apps[r.name].ctx.attestations = verifier
         if r.config.upstream is not None:
             # Names this repository never held are answered from its mirror.
             apps[r.name].ctx.upstream = apps[r.config.upstream].ctx

@@ -5,7 +5,8 @@ same under /R/; a repository may not be named after any of them.
 """
 
 # Served for each repository (at / for the first, and under /R/).
-REPOSITORY_HEADS = ("simple", "packages", "pypi", "project", "yank", "legacy")
+REPOSITORY_HEADS = ("simple", "packages", "pypi", "project", "yank", "legacy", "status",
+                    "integrity")
 # Served once, by the server itself.
 SERVER_HEADS = ("health", "metrics", "_")
 # Not served yet, kept free for what comes next.

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from twisted.internet.task import deferLater
 
 from ppypi.backends.interface import (BackendError, Conflict, FileMissing, Listing, LocalFile,
-                                      Stored, Stream, send)
+                                      Stored, Stream, put_status, send)
 from ppypi.backends.registry import BackendType, register
 from ppypi.domain import DistFile
 
@@ -38,6 +38,8 @@ class MemoryStore:
         self.files = {}      # filename -> (DistFile, bytes)
         self.metadata = {}   # sha256 -> core metadata bytes
         self.yanks = {}      # project -> {version: reason}
+        self.statuses = {}   # project -> {"status": ..., "reason": ...}
+        self.provenance = {}  # filename -> provenance object bytes
         self.held = set()
         self.tokens = {}
         # While set, every operation raises it: the store is down (tests set it).
@@ -104,16 +106,22 @@ class MemoryBackend:
             return Stored("same", held[0])
         meta_sha = hashlib.sha256(checked.metadata).hexdigest()
         self.memory.metadata[meta_sha] = checked.metadata
+        if checked.provenance is not None:
+            self.memory.provenance[name.filename] = checked.provenance
+        else:
+            self.memory.provenance.pop(name.filename, None)
         now = time.time()
         dist = DistFile(name.filename, name.project, name.version, name.kind, upload.sha256,
                         len(data), int(now * 1e9), checked.requires_python, name.filename,
-                        meta_sha, checked.servable, now, checked.summary)
+                        meta_sha, checked.servable, now, checked.summary,
+                        checked.provenance is not None)
         self.memory.files[name.filename] = (dist, data)
         return Stored("stored", dist)
 
     async def delete(self, dist, principal=None):
         self._check()
         self.memory.files.pop(dist.filename, None)
+        self.memory.provenance.pop(dist.filename, None)
 
     async def read_metadata(self, sha256, dist=None):
         self._check()
@@ -149,6 +157,22 @@ class MemoryBackend:
         if not versions:
             del self.memory.yanks[project]
         return copy.deepcopy(self.memory.yanks)
+
+    async def read_provenance(self, dist):
+        self._check()
+        held = self.memory.files.get(dist.filename)
+        if held is None or held[0].sha256 != dist.sha256:
+            return None
+        return self.memory.provenance.get(dist.filename)
+
+    async def load_statuses(self):
+        self._check()
+        return copy.deepcopy(self.memory.statuses)
+
+    async def set_status(self, project, status, reason, principal=None):
+        self._check()
+        put_status(self.memory.statuses, project, status, reason)
+        return copy.deepcopy(self.memory.statuses)
 
     async def load_tokens(self):
         self._check()

@@ -84,7 +84,7 @@ async def test_json_validates_and_agrees_with_html_for_every_project(server):
     r, body = await server.get("/simple/", {"Accept": JSON_TYPE})
     root = json.loads(body)
     jsonschema.validate(root, SCHEMA)
-    assert root["meta"]["api-version"] == "1.1"
+    assert root["meta"]["api-version"] == "1.4"
     r, html_root = await server.get("/simple/")
     assert [p["name"] for p in root["projects"]] == [t for _, _, t in html_links(html_root)]
     for project in root["projects"]:

@@ -52,7 +52,7 @@ async def test_root_page_lists_normalised_projects(corpus_server):
     r, body = await corpus_server.get("/simple/")
     assert r.code == 200
     assert header(r, "Content-Type") == "text/html; charset=utf-8"
-    assert b'<meta name="pypi:repository-version" content="1.1">' in body
+    assert b'<meta name="pypi:repository-version" content="1.4">' in body
     assert [(h, t) for h, _, t in links(body)] == [
         (f"bench-pkg-0000{i}/", f"bench-pkg-0000{i}") for i in range(3)]
     assert r.length == len(body)

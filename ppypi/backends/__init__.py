@@ -6,9 +6,9 @@ L{ppypi.backends.registry}.
 
 from .interface import (
     Backend, BackendError, BadUpstream, Conflict, FileMissing, Listing, LocalFile, Mirror,
-    RateLimited, ReadOnly, Redirect, StorageFull, Stored, Stream)
+    STATUSES, RateLimited, ReadOnly, Redirect, StorageFull, Stored, Stream)
 
 # The names every layer imports from here.
 __all__ = ["Backend", "BackendError", "BadUpstream", "Conflict", "FileMissing", "Listing",
            "LocalFile", "Mirror", "RateLimited", "ReadOnly", "Redirect", "StorageFull",
-           "Stored", "Stream"]
+           "STATUSES", "Stored", "Stream"]

@@ -21,10 +21,11 @@ from twisted.logger import Logger
 from ..domain import DistFile
 from ..metadata import MetadataError, inspect
 from ..validate import ANYONE, AUTHENTICATED, Secret
-from .interface import BackendError, Conflict, FileMissing, LocalFile, StorageFull, Stored
+from .interface import (BackendError, Conflict, FileMissing, LocalFile, StorageFull, Stored,
+                        put_status, valid_status)
 from .local import (LocalHeldNames, LocalTokens, MetadataStore, empty_incoming, fsync_dir, sha256_file,
                     write_atomically)
-from .scan import dump_known, load_known, scan_folder  # noqa: F401 (tests import scan_folder here)
+from .scan import PROVENANCE_SUFFIX, dump_known, load_known, scan_folder  # noqa: F401 (tests import scan_folder here)
 from .registry import BackendType, register
 
 
@@ -46,6 +47,7 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
         self._run = run_in_thread
         self._cache_path = os.path.join(state_dir, "files.json")
         self._yanks_path = os.path.join(state_dir, "yanked.json")
+        self._status_path = os.path.join(state_dir, "project-status.json")
         self.metadata = MetadataStore(os.path.join(state_dir, "metadata"))
         self._cache = None
         self._warned = set()
@@ -171,9 +173,15 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
         relpath = f"{dist_name.project}/{dist_name.filename}"
         final = os.path.join(self.folder, relpath)
         os.makedirs(os.path.dirname(final), exist_ok=True)
+        sidecar = final + PROVENANCE_SUFFIX
         status = "stored"
         if overwrite:
+            # The old provenance goes first and the new one comes last: a
+            # crash leaves a file without provenance, never with another's.
+            _unlink(sidecar)
             os.replace(upload.path, final)
+            if checked.provenance is not None:
+                write_atomically(sidecar, checked.provenance)
             if replacing is not None and replacing.location != relpath:
                 # The old copy was elsewhere (dropped in by hand): one file a name.
                 try:
@@ -181,6 +189,13 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
                 except FileNotFoundError:
                     pass
         else:
+            if not os.path.exists(final):
+                # Before the file, so that it is never listed without it (the
+                # repository's per-file lock keeps other uploads out meanwhile).
+                if checked.provenance is not None:
+                    write_atomically(sidecar, checked.provenance)
+                else:
+                    _unlink(sidecar)  # a stale one, left by hand
             try:
                 # Atomic and never over an existing file.
                 os.link(upload.path, final)
@@ -203,7 +218,7 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
         dist = DistFile(dist_name.filename, dist_name.project, dist_name.version,
                         dist_name.kind, upload.sha256, st.st_size, st.st_mtime_ns,
                         checked.requires_python, relpath, meta_sha, checked.servable,
-                        time.time(), checked.summary)
+                        time.time(), checked.summary, os.path.exists(sidecar))
         with self._stored_lock:
             self._stored[relpath] = dist
         return Stored(status, dist)
@@ -229,10 +244,8 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
 
     def _delete(self, dist):
         path = os.path.join(self.folder, dist.location)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        _unlink(path)
+        _unlink(path + PROVENANCE_SUFFIX)
         fsync_dir(os.path.dirname(path))
 
     async def delete(self, dist, principal=None):
@@ -256,28 +269,56 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
         """The core metadata bytes with this sha256, or None."""
         return await self._run(self._read_metadata, sha256, dist)
 
-    def _load_yanks(self):
+    def _read_provenance(self, dist):
         try:
-            with open(self._yanks_path, "rb") as f:
+            with open(os.path.join(self.folder, dist.location + PROVENANCE_SUFFIX), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    async def read_provenance(self, dist):
+        """The provenance object beside C{dist}'s file, or None."""
+        try:
+            return await self._run(self._read_provenance, dist)
+        except OSError as e:
+            raise BackendError(f"cannot read the provenance of {dist.location}: "
+                               f"{e.strerror}") from None
+
+    def _load_record(self, path, valid):
+        """A JSON object of the state folder ({} when absent), checked by C{valid}."""
+        try:
+            with open(path, "rb") as f:
                 data = json.load(f)
         except FileNotFoundError:
             return {}
-        if not isinstance(data, dict) or not all(
-                isinstance(v, dict) and all(isinstance(r, str) for r in v.values())
-                for v in data.values()):
-            raise BackendError(f"{self._yanks_path}: not a yank record")
+        if not isinstance(data, dict) or not all(valid(v) for v in data.values()):
+            raise BackendError(f"{path}: not a {os.path.basename(path)} record")
         return data
+
+    def _change_record(self, path, valid, change):
+        with self._stored_lock:
+            record = self._load_record(path, valid)
+            change(record)
+            os.makedirs(self.state_dir, exist_ok=True)
+            write_atomically(path, json.dumps(record, sort_keys=True, indent=1).encode())
+            return record
+
+    async def _record(self, path, valid, change=None):
+        """Read (or read-modify-write, with C{change}) a record of the state folder."""
+        try:
+            if change is None:
+                return await self._run(self._load_record, path, valid)
+            return await self._run(self._change_record, path, valid, change)
+        except (ValueError, OSError) as e:
+            raise BackendError(f"{path}: {e}") from None
 
     async def load_yanks(self):
         """{project: {version: reason}}, as kept by this backend."""
-        try:
-            return await self._run(self._load_yanks)
-        except ValueError as e:
-            raise BackendError(f"{self._yanks_path}: {e}") from None
+        return await self._record(self._yanks_path, _valid_yanks)
 
-    def _set_yank(self, project, version, reason):
-        with self._stored_lock:
-            yanks = self._load_yanks()
+    async def set_yank(self, project, version, reason, principal=None):
+        """Yank (reason: str) or unyank (None); return every yank."""
+        def change(yanks):
             versions = yanks.setdefault(project, {})
             if reason is None:
                 versions.pop(version, None)
@@ -285,17 +326,26 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
                 versions[version] = reason
             if not versions:
                 del yanks[project]
-            os.makedirs(self.state_dir, exist_ok=True)
-            write_atomically(self._yanks_path,
-                             json.dumps(yanks, sort_keys=True, indent=1).encode())
-            return yanks
+        return await self._record(self._yanks_path, _valid_yanks, change)
 
-    async def set_yank(self, project, version, reason, principal=None):
-        """Yank (reason: str) or unyank (None); return every yank."""
-        try:
-            return await self._run(self._set_yank, project, version, reason)
-        except (ValueError, OSError) as e:
-            raise BackendError(f"{self._yanks_path}: {e}") from None
+    async def load_statuses(self):
+        """{project: {"status": ..., "reason": ...}} (PEP 792), as kept by this backend."""
+        return await self._record(self._status_path, valid_status)
+
+    async def set_status(self, project, status, reason, principal=None):
+        return await self._record(self._status_path, valid_status,
+                                  lambda statuses: put_status(statuses, project, status, reason))
+
+
+def _valid_yanks(versions):
+    return isinstance(versions, dict) and all(isinstance(r, str) for r in versions.values())
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 # -- the kind of repository ---------------------------------------------------

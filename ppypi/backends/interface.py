@@ -133,6 +133,44 @@ async def send(write, chunk):
     return bool(await more)
 
 
+# PEP 792: the statuses a project may have ("active" is the default).
+STATUSES = ("active", "archived", "deprecated", "quarantined")
+
+
+def valid_status(entry):
+    """Is C{entry} a kept status: {"status": one of STATUSES, "reason": str}?"""
+    return (isinstance(entry, dict) and entry.get("status") in STATUSES
+            and isinstance(entry.get("reason", ""), str))
+
+
+def put_status(statuses, project, status, reason):
+    """Set one status in a {project: status} record; a plain "active" is left out."""
+    if status == "active" and not reason:
+        statuses.pop(project, None)
+    else:
+        statuses[project] = {"status": status, "reason": reason or ""}
+
+
+def doc_statuses(docs):
+    """The statuses of per-project documents ({project: {"doc": {..., "status"}}})."""
+    return {project: dict(held["doc"]["status"]) for project, held in (docs or {}).items()
+            if valid_status(held["doc"].get("status"))}
+
+
+def doc_status_change(project, status, reason):
+    """A change of a project's document that sets its status (L{put_status})."""
+
+    def change(doc):
+        kept = {}
+        put_status(kept, project, status, reason)
+        if kept:
+            doc["status"] = kept[project]
+        else:
+            doc.pop("status", None)
+
+    return change
+
+
 # -- the protocol ------------------------------------------------------------
 
 
@@ -183,7 +221,11 @@ class Backend(Protocol):
         or not at all (a crash at any point leaves no partial file listed).
 
         @param upload: the L{ppypi.domain.UploadedFile} in L{incoming_dir}.
-        @param checked: its L{ppypi.domain.CheckedUpload}.
+        @param checked: its L{ppypi.domain.CheckedUpload}. Its C{provenance}
+            (PEP 740, JSON bytes), when not None, is kept beside the file and
+            written before it, so the file is never listed without it; the
+            stored L{DistFile} says C{provenance=True}. A file stored again
+            without one loses the old one.
         @param overwrite: replace a file of the same name (allow_overwrite).
         @param principal: who uploads (a backend may write as them).
         @param replacing: the L{DistFile} being replaced, when overwriting.
@@ -227,6 +269,21 @@ class Backend(Protocol):
     async def set_yank(self, project, version, reason, principal=None) -> dict:
         """Yank a release (C{reason}: a string, maybe empty) or unyank it
         (None); return every yank as L{load_yanks} does."""
+
+    async def read_provenance(self, dist) -> bytes | None:
+        """The PEP 740 provenance object kept beside C{dist}, or None."""
+
+    async def load_statuses(self) -> dict:
+        """
+        Every project status (PEP 792): {project: {"status": s, "reason":
+        r}}; a project that is "active" with no reason is left out. Kept
+        where the yanks are (another server sharing the store may change it).
+        """
+
+    async def set_status(self, project, status, reason, principal=None) -> dict:
+        """Set a project's status (one of L{STATUSES}) and
+        reason (a string, maybe empty) (L{put_status}); return every status as
+        L{load_statuses} does."""
 
     async def load_held(self) -> set:
         """

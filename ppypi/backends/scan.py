@@ -20,6 +20,9 @@ from .local import sha256_file
 # upload_time, summary, project, version, kind]
 CACHE_VERSION = 5
 
+#: A file's provenance (PEP 740) is kept beside it, as FILENAME.provenance.
+PROVENANCE_SUFFIX = ".provenance"
+
 
 class ScanResult(Listing):
     """What one scan found, what it cost, and whether the cache must be written."""
@@ -59,6 +62,7 @@ def scan_folder(folder, known, exclude=(), warned=frozenset(), store=None):
     """
     files = {}
     seen = {}
+    sidecars = set()
     hashed = 0
     skipped = []
     warnings = []
@@ -83,6 +87,10 @@ def scan_folder(folder, known, exclude=(), warned=frozenset(), store=None):
                 if name.startswith("."):
                     continue  # state folder, temporary uploads, editors' files
                 relpath = rel + name if rel else name
+                if PROVENANCE_SUFFIX in name:
+                    if name.endswith(PROVENANCE_SUFFIX):
+                        sidecars.add(relpath)  # a file's PEP 740 provenance, beside it
+                    continue  # or one being written
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         if entry.path not in exclude:
@@ -122,6 +130,11 @@ def scan_folder(folder, known, exclude=(), warned=frozenset(), store=None):
                             (relpath, f"skipped, {name} is also at {files[name].location}"))
                     continue
                 files[dist.filename] = dist
+    for name, dist in files.items():
+        # Looked at each scan, not cached: a sidecar costs no stat of its own.
+        has = dist.location + PROVENANCE_SUFFIX in sidecars
+        if has != dist.provenance:
+            files[name] = seen[dist.location] = dist.with_provenance(has)
     changed = hashed > 0 or len(seen) != len(known)
     return ScanResult(list(files.values()), hashed, skipped, warnings, changed), seen
 

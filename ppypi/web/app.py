@@ -12,7 +12,9 @@ from .packages import PackagesApp
 from .people import PeopleApp
 from .router import error_answer
 from .errors import NotFound
+from .integrity import IntegrityApp
 from .simple import SimpleIndex
+from .statuses import StatusApp
 from .uploads import UploadApp
 from .yanks import YankApp
 
@@ -21,7 +23,7 @@ class RepositoryApp:
     """
     The web layer of one repository (see L{RepositoryContext} for the
     parameters): the simple index, files, uploads, the JSON API, yanks and
-    the pages for people.
+    the pages for people, project statuses and provenance.
     """
 
     def __init__(self, repository, authenticator, run_in_thread, extra_index_url=None,
@@ -33,6 +35,8 @@ class RepositoryApp:
         self.uploads = UploadApp(self.ctx)
         self.json = JSONApp(self.ctx)
         self.yanks = YankApp(self.ctx)
+        self.statuses = StatusApp(self.ctx)
+        self.integrity = IntegrityApp(self.ctx)
         self.people = PeopleApp(self.ctx)
 
     def resource(self):
@@ -55,6 +59,8 @@ class RepositoryResource(Resource):
             b"packages": app.packages.app.resource(),
             b"pypi": app.json.app.resource(),
             b"yank": app.yanks.app.resource(),
+            b"status": app.statuses.app.resource(),
+            b"integrity": app.integrity.app.resource(),
             b"project": people,
             b"legacy": uploads,
         }

@@ -8,6 +8,7 @@ JSON).
 from packaging.version import InvalidVersion
 from twisted.logger import Logger
 
+from ..attestations import AttestationVerifier
 from ..auth import READ, WRITE, needs_credentials, parse_basic, permitted
 from ..backends import BackendError
 from ..index import latest_version
@@ -43,6 +44,9 @@ class RepositoryContext:
         # The mirror's context that answers names this repository never
         # held (its configuration's upstream), or None.
         self.upstream = None
+        # The verifier of uploads' attestations; the tap gives the one of
+        # the configured trusted root.
+        self.attestations = AttestationVerifier()
         self.public = not needs_credentials(self.config, READ)
         scope = "public" if self.public else "private"
         # Cache-Control of the index's pages (the configuration is fixed).

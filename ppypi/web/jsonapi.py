@@ -8,6 +8,7 @@ import hashlib
 from ..auth import READ
 from . import pypi_json
 from .body import answer
+from .errors import NotFound
 from .router import Router, base_url, not_modified
 
 
@@ -23,6 +24,9 @@ class JSONApp:
         ctx = self.ctx
         project, files, yanks, chosen = ctx.project_request(
             request, name, version, "pypi/{project}/" + (f"{version}/json" if version else "json"))
+        status = ctx.index.status(project)
+        if status is not None and status["status"] == "quarantined":
+            raise NotFound(f"project {project} is quarantined")  # as pypi.org answers
         raw = await ctx.release_metadata(files, chosen)
         body = pypi_json.render(project, files, chosen, raw, base_url(request), yanks,
                                 with_releases=version is None)

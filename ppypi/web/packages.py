@@ -83,7 +83,15 @@ class PackagesApp:
         (the file, the context that serves it): this repository's own, or
         for a name it never held, its mirror's (its upstream, fetched
         first when the page is not fresh); a mirror fetches its own alike.
+        None of a quarantined project's (PEP 792).
         """
+        dist, ctx = await self._locate(project, filename)
+        status = ctx.index.status(project)
+        if status is not None and status["status"] == "quarantined":
+            raise NotFound(f"project {project} is quarantined")
+        return dist, ctx
+
+    async def _locate(self, project, filename):
         ctx = self.ctx
         dist = ctx.index.file(filename)
         if dist is not None and dist.project == project:

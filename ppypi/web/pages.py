@@ -291,9 +291,31 @@ def description_html(msg):
     return html if html is not None else readme_renderer.txt.render(text)
 
 
-def project(repo_name, base, name, files, yanks, version, raw_metadata, pinned):
+_STATUS_NOTES = {
+    "archived": "It is not expected to change: it takes no new uploads.",
+    "deprecated": "It is considered obsolete, and may have been replaced by another project.",
+    "quarantined": "It is considered unsafe: its files are not offered for download, "
+                   "and it takes no new uploads.",
+    "active": "",
+}
+
+
+def _status_note(name, status):
+    """PEP 792's status of a project, for people (nothing for a plain active one)."""
+    if status is None:
+        return []
+    reason = status.get("reason")
+    return [tags.p(class_=f"status {status['status']}")(
+        f"This project is {status['status']}", f": {reason}" if reason else "", ". ",
+        _STATUS_NOTES.get(status["status"], ""))]
+
+
+def project(repo_name, base, name, files, yanks, version, raw_metadata, pinned,
+            status=None, publishers=None):
     """
-    A project page (C{pinned}: the page of one version).
+    A project page (C{pinned}: the page of one version; C{status}: its PEP
+    792 status or None; C{publishers}: {filename: [who published it, from
+    its provenance]}).
 
     @return: (tree, raw) for L{render}.
     """
@@ -314,11 +336,19 @@ def project(repo_name, base, name, files, yanks, version, raw_metadata, pinned):
                     " (this page)" if pinned and v == version else ""),
             tags.td(tags.time(_date(uploaded))),
             tags.td(*state)))
+    quarantined = status is not None and status["status"] == "quarantined"
+    publishers = {} if quarantined else (publishers or {})
     file_rows = [tags.tr(
-        tags.td(class_="file")(tags.a(href=f"{base}{f.url_path}")(f.filename)),
+        tags.td(class_="file")(f.filename if quarantined
+                               else tags.a(href=f"{base}{f.url_path}")(f.filename)),
         tags.td(class_="kind")(f.kind.replace("bdist_wheel", "wheel")),
         tags.td(class_="size")(_size(f.size)),
         tags.td(class_="hash")(f.sha256),
+        # A column only when a file of the version has a provenance.
+        tags.td(class_="provenance")(
+            [tags.a(href=f"{base}integrity/{name}/{f.version}/{f.filename}/provenance")(
+                "published by ", "; ".join(publishers[f.filename]))]
+            if publishers.get(f.filename) else []) if publishers else [],
     ) for f in sorted(versions[version], key=lambda f: f.filename)]
     pin = f"=={version}" if pinned or version in yanks else ""
     install = f"pip install --index-url {base}simple/ {name}{pin}"
@@ -332,6 +362,7 @@ def project(repo_name, base, name, files, yanks, version, raw_metadata, pinned):
     body = [
         tags.h1(name, " ", tags.span(class_="muted")(version)),
         tags.p(summary) if summary else [],
+        *_status_note(name, status),
         *yanked_note,
         tags.div(class_="install")(
             tags.pre(id="install-line")(install),
@@ -342,7 +373,8 @@ def project(repo_name, base, name, files, yanks, version, raw_metadata, pinned):
         tags.h2("Files of ", version),
         tags.div(class_="table")(tags.table(class_="files")(
             tags.thead(tags.tr(tags.th("File"), tags.th("Type"), tags.th("Size"),
-                               tags.th("sha256"))),
+                               tags.th("sha256"),
+                               tags.th("Provenance") if publishers else [])),
             tags.tbody(*file_rows))),
         tags.h2("Versions"),
         tags.div(class_="table")(tags.table(

@@ -6,9 +6,12 @@ sign-in link and the server's other repositories.
 """
 
 import hashlib
+import json
 from collections import namedtuple
 
+from ..attestations import describe
 from ..auth import READ, needs_credentials
+from ..backends import BackendError
 from ..index import PageCache
 from . import pages
 from .body import answer
@@ -182,6 +185,21 @@ class PeopleApp:
         body = await pages.render(tree)
         return answer(request, body)
 
+    async def _publishers(self, files):
+        """{filename: [who published it]} of the files with a provenance (PEP 740)."""
+        found = {}
+        for f in files:
+            if not f.provenance:
+                continue
+            try:
+                data = await self.ctx.repository.backend.read_provenance(f)
+                who = describe(json.loads(data)) if data else []
+            except (BackendError, ValueError, AttributeError):
+                continue  # the page, without it
+            if who:
+                found[f.filename] = who
+        return found
+
     @app.route("/project/<string:name>/", methods=["GET", "HEAD"])
     @app.route("/project/<string:name>/<string:version>/", methods=["GET", "HEAD"])
     async def project_page(self, request, name, version=None):
@@ -196,8 +214,11 @@ class PeopleApp:
 
         async def make():
             raw = await self.ctx.release_metadata(files, shown)
+            publishers = await self._publishers([f for f in files if f.version == shown])
             tree, raw_html = pages.project(self.ctx.repository.name, base, project, files, yanks,
-                                           shown, raw, pinned=version is not None)
+                                           shown, raw, pinned=version is not None,
+                                           status=self.ctx.index.status(project),
+                                           publishers=publishers)
             return await pages.render(tree, raw_html)
 
         return await self._people_page(request, key, make)

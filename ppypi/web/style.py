@@ -33,6 +33,7 @@ h1 { font-size: 1.6rem; margin: 0.5rem 0; overflow-wrap: anywhere; }
 h2 { font-size: 1.2rem; margin: 1.5rem 0 0.5rem; }
 .muted { color: var(--muted); }
 .yanked { color: var(--warn); }
+.status { border-left: 3px solid var(--warn); padding-left: .6em; }
 ul.projects { list-style: none; padding: 0; margin: 0; }
 ul.projects li { padding: 0.6rem 0; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
 pre, code { font-family: ui-monospace, monospace; font-size: 0.9em; }

@@ -13,6 +13,7 @@ import errno
 from packaging.version import InvalidVersion
 from twisted.logger import Logger
 
+from ..attestations import Refused
 from ..auth import WRITE
 from ..backends import ReadOnly
 from ..names import is_valid_name, normalize, version_of
@@ -23,6 +24,14 @@ from .upload import UploadError, check_upload
 
 _OUTCOMES = {401: "unauthorized", 403: "forbidden", 409: "conflict", 413: "too_large",
              507: "no_space"}
+
+
+def refuse_by_status(status, project):
+    """PEP 792: an archived or quarantined project takes no uploads (400)."""
+    if status is not None and status["status"] in ("archived", "quarantined"):
+        reason = f": {status['reason']}" if status.get("reason") else ""
+        raise HTTPError(f"Project {project} is {status['status']}{reason}; "
+                        f"it takes no uploads")
 
 
 def in_scope(principal, project):
@@ -90,6 +99,8 @@ class UploadApp:
             except UploadError as e:
                 raise HTTPError(e.message, e.code) from None
             in_scope(principal, checked.dist.project)
+            refuse_by_status(ctx.index.status(checked.dist.project), checked.dist.project)
+            checked.provenance = await self._provenance(fields, upload, checked)
             status = await repository.publish(upload, checked, principal)
         except OSError as e:
             # The server's own disk: the spool, the incoming folder, a folder store.
@@ -107,6 +118,25 @@ class UploadApp:
         if status == "stored":
             return b"OK\n", "stored"
         return b"OK (already there, unchanged)\n", "unchanged"
+
+    async def _provenance(self, fields, upload, checked):
+        """The provenance object of the upload's verified attestations (PEP 740), or None."""
+        ctx = self.ctx
+        field = (fields.get("attestations") or [None])
+        if len(field) > 1:
+            raise HTTPError("Field 'attestations' given more than once")
+        if field[0] is None:
+            if ctx.config.require_attestations:
+                raise HTTPError("This repository requires attestations (PEP 740) with every "
+                                "upload: publish from CI with a trusted publisher "
+                                "(twine upload --attestations, or uv publish)")
+            return None
+        publishers = ctx.config.publishers.get(checked.dist.project, ())
+        try:
+            return await ctx.run(ctx.attestations.verify, field[0], upload.filename,
+                                 upload.sha256, publishers)
+        except Refused as e:
+            raise HTTPError(f"Invalid attestations: {e}") from None
 
     async def _remove_release(self, fields, principal=None):
         """pypiserver's :action=remove_pkg: delete one release's files."""

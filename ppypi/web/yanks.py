@@ -34,7 +34,7 @@ class YankApp:
             raise HTTPError("Invalid version") from None
         reason = None
         if request.method == b"POST":
-            reason = self._yank_reason(request)
+            reason = form_value(request, "reason", MAX_YANK_REASON) or ""
         project = normalize(name)
         in_scope(principal, project)
         files = await self.ctx.repository.yank(project, version, reason, principal)
@@ -45,28 +45,36 @@ class YankApp:
                            "yanked": reason is not None, "reason": reason,
                            "files": files}, indent=1).encode() + b"\n"
 
-    @staticmethod
-    def _yank_reason(request):
-        values = request.args.get(b"reason", [])
-        ctype = (header(request, "content-type") or "").split(";")[0].strip().lower()
-        if ctype == "application/x-www-form-urlencoded":
-            request.content.seek(0)
-            body = request.content.read(MAX_YANK_REASON * 4 + 1)
-            if len(body) > MAX_YANK_REASON * 4:
-                raise HTTPError("Form too large", 413)
-            try:
-                form = parse_qs(body.decode("utf-8"), strict_parsing=False)
-            except UnicodeDecodeError:
-                raise HTTPError("Form is not UTF-8") from None
-            values = [v.encode() for v in form.get("reason", [])] + values
-        if len(values) > 1:
-            raise HTTPError("Give one reason")
+
+def form_value(request, field, limit):
+    """
+    One text field from a form body (application/x-www-form-urlencoded) or
+    the query: None when absent.
+
+    @raise HTTPError: given twice, too long, not UTF-8, or with control characters.
+    """
+    values = request.args.get(field.encode(), [])
+    ctype = (header(request, "content-type") or "").split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        request.content.seek(0)
+        body = request.content.read(limit * 4 + 1001)
+        if len(body) > limit * 4 + 1000:
+            raise HTTPError("Form too large", 413)
         try:
-            reason = values[0].decode("utf-8") if values else ""
+            form = parse_qs(body.decode("utf-8"), strict_parsing=False, errors="strict")
         except UnicodeDecodeError:
-            raise HTTPError("Reason is not UTF-8") from None
-        if len(reason) > MAX_YANK_REASON:
-            raise HTTPError(f"Reason longer than {MAX_YANK_REASON} characters")
-        if any(ord(c) < 0x20 and c not in "\t" for c in reason):
-            raise HTTPError("Reason contains control characters")
-        return reason
+            raise HTTPError("Form is not UTF-8") from None
+        values = [v.encode() for v in form.get(field, [])] + values
+    if len(values) > 1:
+        raise HTTPError(f"Give one {field}")
+    if not values:
+        return None
+    try:
+        value = values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(f"{field.capitalize()} is not UTF-8") from None
+    if len(value) > limit:
+        raise HTTPError(f"{field.capitalize()} longer than {limit} characters")
+    if any(ord(c) < 0x20 and c not in "\t" for c in value):
+        raise HTTPError(f"{field.capitalize()} contains control characters")
+    return value

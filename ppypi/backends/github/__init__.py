@@ -7,9 +7,10 @@ Layout:
 - one release per project version, tagged C{PROJECT-VERSION} (normalised
   name): a release is what GitHub shows people, and a version is what they
   look for; its wheels and sdist are its assets, each with a
-  C{FILENAME.metadata} asset beside it (PEP 658);
+  C{FILENAME.metadata} asset beside it (PEP 658), and a
+  C{FILENAME.provenance} one when its attestations were verified (PEP 740);
 - C{index/PROJECT.json} on BRANCH: the project's files (sha256, size, upload
-  time, Requires-Python, metadata hash, asset ids) and yanks. One file per
+  time, Requires-Python, metadata hash, asset ids), yanks and status (PEP 792). One file per
   project keeps every upload's index update small and independent of the
   repository's size, and lets a sync fetch only the projects that changed;
 - C{ppypi.json} on BRANCH marks the layout (C{ppypi github init}).
@@ -106,6 +107,16 @@ class GitHubBackend(LocalHeldNames, LocalTokens):
     async def set_yank(self, project, version, reason, principal=None):
         token = getattr(principal, "token", None) or self.remote.admin_token
         return await self.documents.set_yank(project, version, reason, token)
+
+    async def load_statuses(self):
+        return self.documents.statuses()
+
+    async def set_status(self, project, status, reason, principal=None):
+        token = getattr(principal, "token", None) or self.remote.admin_token
+        return await self.documents.set_status(project, status, reason, token)
+
+    async def read_provenance(self, dist):
+        return await self.downloads.read_provenance(dist)
 
     async def store(self, upload, checked, overwrite=False, principal=None, replacing=None):
         return await self.releases.store(upload, checked, overwrite, principal, replacing)

@@ -1,6 +1,6 @@
 """
 The index, as ppypi keeps it on BRANCH: C{index/PROJECT.json}, one document
-per project (its files and yanks). Read by a sync (one conditional request
+per project (its files, yanks and status). Read by a sync (one conditional request
 for the branch's tree, then the blobs that changed), kept in a local copy
 (C{github-index.json} in the state folder) so that a restart fetches
 nothing it has, and written by compare-and-swap (the blob sha as the
@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 
 from ...domain import DistFile
 from ...names import InvalidFilename, parse_filename
-from ..interface import BackendError
+from ..interface import BackendError, doc_status_change, doc_statuses
 from ..local import load_cache, save_cache
 from .api import GitHubError
 
@@ -44,7 +44,7 @@ def dist_from_entry(filename, entry):
         filename, dist.project, dist.version, dist.kind, entry["sha256"], entry["size"],
         int(entry["upload_time"] * 1e9), entry.get("requires_python"), str(entry["asset_id"]),
         entry.get("metadata_sha256"), bool(entry.get("core_metadata")), entry["upload_time"],
-        entry.get("summary"))
+        entry.get("summary"), bool(entry.get("provenance_asset_id")))
 
 
 class IndexDocuments:
@@ -103,6 +103,9 @@ class IndexDocuments:
             return {}
         return {project: dict(held["doc"].get("yanked", {}))
                 for project, held in self.docs.items() if held["doc"].get("yanked")}
+
+    def statuses(self):
+        return doc_statuses(self.docs)
 
     # -- reading
 
@@ -233,3 +236,8 @@ class IndexDocuments:
 
         await self.update(project, token, change)
         return self.yanks()
+
+    async def set_status(self, project, status, reason, token):
+        """Set a project's status (PEP 792); "active" without a reason drops it."""
+        await self.update(project, token, doc_status_change(project, status, reason))
+        return self.statuses()

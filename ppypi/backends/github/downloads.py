@@ -86,6 +86,19 @@ class Downloads:
             "GET", url, headers={"User-Agent": "ppypi"}, allow_redirects=False,
             unbuffered=True, timeout=api.timeout, reactor=self.remote.clock)
 
+    async def read_provenance(self, dist):
+        """The provenance asset beside C{dist} (PEP 740), fetched each time: rarely asked."""
+        entry = self.documents.entry(dist.project, dist.filename)
+        if not entry or not entry.get("provenance_asset_id"):
+            return None
+        url = await self.signed_url(AssetRef(dist.filename + ".provenance",
+                                             str(entry["provenance_asset_id"])))
+        response = await self.fetch(url)
+        data = await response.content()
+        if response.code != 200:
+            raise BackendError(f"the provenance of {dist.filename}: HTTP {response.code}")
+        return data
+
     async def read_metadata(self, sha256, dist=None):
         data = await self.remote.run(self.metadata.get, sha256)
         if data is not None or dist is None:

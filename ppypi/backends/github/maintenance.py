@@ -20,6 +20,7 @@ from ..local import sha256_file
 from .api import GitHubError, RateLimited
 from .documents import b64
 from .downloads import AssetRef
+from .releases import ASSET_KEYS, PROVENANCE
 from .transfer import save_body
 
 LAYOUT_FILE = "ppypi.json"
@@ -92,8 +93,7 @@ class Maintenance:
         known = set()
         for project, held in (self.documents.docs or {}).items():
             for entry in held["doc"].get("files", {}).values():
-                known.add(str(entry.get("asset_id")))
-                known.add(str(entry.get("metadata_asset_id")))
+                known.update(str(entry.get(key)) for key in ASSET_KEYS)
         removed = 0
         for release in await remote.api.paginate(f"{remote.path}/releases", token):
             if "published by ppypi" not in (release.get("body") or ""):
@@ -164,10 +164,14 @@ class Maintenance:
         token = remote.admin_token
         releases = await remote.api.paginate(f"{remote.path}/releases", token)
         assets = [(r, a) for r in releases for a in (r.get("assets") or [])
-                  if not a["name"].endswith(".metadata")]
-        metadata_ids = {(r["id"], a["name"][:-len(".metadata")]): a["id"]
-                        for r in releases for a in (r.get("assets") or [])
-                        if a["name"].endswith(".metadata")}
+                  if not a["name"].endswith((".metadata", PROVENANCE))]
+
+        def beside(suffix):
+            return {(r["id"], a["name"][:-len(suffix)]): a["id"]
+                    for r in releases for a in (r.get("assets") or [])
+                    if a["name"].endswith(suffix)}
+
+        metadata_ids, provenance_ids = beside(".metadata"), beside(PROVENANCE)
         docs = {}
         for done, (release, asset) in enumerate(assets, 1):
             progress(done - 1, len(assets))
@@ -197,6 +201,9 @@ class Maintenance:
                 "metadata_asset_id": metadata_ids.get((release["id"], asset["name"])),
                 "summary": summary,
             }
+            if (release["id"], asset["name"]) in provenance_ids:
+                doc[asset["name"]]["provenance_asset_id"] = \
+                    provenance_ids[(release["id"], asset["name"])]
         progress(len(assets), len(assets))
         for project, files in docs.items():
             def replace(doc, files=files):

@@ -2,7 +2,8 @@
 Distribution files as release assets: one release per project version,
 tagged C{PROJECT-VERSION} (a release is what GitHub shows people, and a
 version is what they look for); each file is an asset with a
-C{FILENAME.metadata} asset beside it (PEP 658). Storing a file publishes
+C{FILENAME.metadata} asset beside it (PEP 658), and C{FILENAME.provenance}
+when the upload's attestations were verified (PEP 740). Storing a file publishes
 its assets, then its index entry; deleting one goes the other way.
 """
 
@@ -13,6 +14,12 @@ from ..interface import BackendError, Conflict, Stored
 from .api import GitHubError
 from .documents import dist_from_entry
 from .transfer import ThreadedFileBody
+
+
+#: A file's PEP 740 provenance is the asset FILENAME.provenance.
+PROVENANCE = ".provenance"
+#: The asset ids an index entry may name.
+ASSET_KEYS = ("asset_id", "metadata_asset_id", "provenance_asset_id")
 
 
 def release_tag(project, version):
@@ -88,20 +95,24 @@ class Releases:
             # allow_overwrite: the old assets go first (asset names are unique).
             old = documents.entry(dist.project, dist.filename)
             if old:
-                await self.delete_asset(old["asset_id"], token)
-                if old.get("metadata_asset_id"):
-                    await self.delete_asset(old["metadata_asset_id"], token)
+                await self.delete_assets(old, token)
         asset = await self.upload_asset(
             release, dist.filename, ThreadedFileBody(upload.path, upload.size, remote.run),
             upload.size, token)
         if asset is None:
             return await self._existing(dist, upload, token)
         meta_sha = await remote.run(self.metadata.put, checked.metadata)
-        meta_asset = None
+        meta_asset = provenance_asset = None
         try:
             meta_asset = await self.upload_asset(
                 release, dist.filename + ".metadata", checked.metadata, len(checked.metadata),
                 token)
+            if checked.provenance is not None:
+                # PEP 740's provenance, an asset beside the file, before the
+                # index names the file: never listed without it.
+                provenance_asset = await self.upload_asset(
+                    release, dist.filename + PROVENANCE, checked.provenance,
+                    len(checked.provenance), token)
             entry = {
                 "version": dist.version, "kind": dist.kind, "sha256": upload.sha256,
                 "size": upload.size, "upload_time": time.time(),
@@ -111,6 +122,8 @@ class Releases:
                 "metadata_asset_id": meta_asset["id"] if meta_asset else None,
                 "summary": checked.summary,
             }
+            if provenance_asset:
+                entry["provenance_asset_id"] = provenance_asset["id"]
 
             def add(doc):
                 existing = doc.setdefault("files", {}).get(dist.filename)
@@ -128,14 +141,14 @@ class Releases:
             if indexed:
                 return Stored("stored", dist_from_entry(dist.filename, entry))
             if indexed is False:
-                await self.delete_asset(asset["id"], token)
-                if meta_asset:
-                    await self.delete_asset(meta_asset["id"], token)
+                for made in (asset, meta_asset, provenance_asset):
+                    if made:
+                        await self.delete_asset(made["id"], token)
             raise
         if status != "stored":
-            await self.delete_asset(asset["id"], token)
-            if meta_asset:
-                await self.delete_asset(meta_asset["id"], token)
+            for made in (asset, meta_asset, provenance_asset):
+                if made:
+                    await self.delete_asset(made["id"], token)
             if status == "conflict":
                 raise Conflict(dist.filename)
             return Stored("same", documents.indexed(dist.project, dist.filename))
@@ -171,6 +184,10 @@ class Releases:
 
         entry = await self.documents.update(dist.project, token, drop)
         if entry:
-            await self.delete_asset(entry["asset_id"], token)
-            if entry.get("metadata_asset_id"):
-                await self.delete_asset(entry["metadata_asset_id"], token)
+            await self.delete_assets(entry, token)
+
+    async def delete_assets(self, entry, token):
+        """The assets an index entry names: the file's, then those beside it."""
+        for key in ASSET_KEYS:
+            if entry.get(key):
+                await self.delete_asset(entry[key], token)

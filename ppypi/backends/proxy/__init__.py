@@ -143,6 +143,17 @@ class ProxyBackend(MirrorFiles):
     async def set_yank(self, project, version, reason, principal=None):
         raise ReadOnly(f"repository {self.name} mirrors {self.upstream}: yank there")
 
+    async def load_statuses(self):
+        # Not passed on from the upstream: pypi.org offers no files of a
+        # quarantined project, so neither does a mirror of it.
+        return {}
+
+    async def set_status(self, project, status, reason, principal=None):
+        raise ReadOnly(f"repository {self.name} mirrors {self.upstream}: set statuses there")
+
+    async def read_provenance(self, dist):
+        return None  # the upstream's are the upstream's to serve
+
     async def load_held(self):
         return set()  # a mirror holds nothing of its own
 

@@ -7,10 +7,13 @@ Layout under the prefix:
 
 - C{files/PROJECT/SHA256/FILENAME}: each file, content-addressed, written
   once with C{If-None-Match: *} (so a write never replaces anything, and
-  two servers storing the same bytes agree without asking);
+  two servers storing the same bytes agree without asking), and
+  C{files/PROJECT/SHA256/FILENAME.provenance} beside it when its
+  attestations were verified (PEP 740);
 - C{metadata/SHA256.metadata}: PEP 658 core metadata, content-addressed;
 - C{index/PROJECT.json}, C{index.json}, C{names-held.json}: the index (see
-  L{documents}), changed only by compare-and-swap.
+  L{documents}; a project's document holds its yanks and status too),
+  changed only by compare-and-swap.
 
 A file is published when its project's document names it: a server that
 dies before that leaves an object no document names, which a later sync
@@ -39,6 +42,10 @@ from ..local import MetadataStore, empty_incoming
 from ..registry import BackendType, register
 from .client import PreconditionFailed, StoreClient
 from .documents import IndexDocuments, dist_from_entry, metadata_name
+
+#: A file's PEP 740 provenance object is kept beside it, at KEY.provenance.
+PROVENANCE = ".provenance"
+MEDIA_TYPE = "application/vnd.pypi.integrity.v1+json"
 
 # Objects no index names are deleted once older than this (another server
 # may still be indexing them), at most every CLEANUP_INTERVAL or after an
@@ -110,6 +117,12 @@ class S3Backend:
     async def set_yank(self, project, version, reason, principal=None):
         return await self.documents.set_yank(project, version, reason)
 
+    async def load_statuses(self):
+        return self.documents.statuses()
+
+    async def set_status(self, project, status, reason, principal=None):
+        return await self.documents.set_status(project, status, reason)
+
     async def load_held(self):
         return await self.documents.load_held()
 
@@ -150,6 +163,13 @@ class S3Backend:
                      "requires_python": checked.requires_python, "key": name,
                      "metadata_sha256": meta_sha, "core_metadata": bool(checked.servable),
                      "summary": checked.summary}
+            if checked.provenance is not None:
+                # PEP 740: beside the file, before the index names it. Not
+                # written once only: the same bytes may come again with
+                # attestations of another publisher.
+                entry["provenance"] = name + PROVENANCE
+                await self._run(self.store_client.put, entry["provenance"], checked.provenance,
+                                content_type=MEDIA_TYPE, cache_control=FILE_CACHE_CONTROL)
 
             def change(doc):
                 files = doc.setdefault("files", {})
@@ -172,9 +192,16 @@ class S3Backend:
             raise Conflict(filename)
         if status == "same":
             return Stored("same", dist_from_entry(filename, held))
-        if held is not None and held.get("key") and held["key"] != name:
-            await self._forget(held["key"])
+        if held is not None:
+            await self._forget_entry(held, keep=entry)
         return Stored("stored", dist_from_entry(filename, entry))
+
+    async def _forget_entry(self, entry, keep=None):
+        """The objects of a file's old entry that its new one (C{keep}) no longer names."""
+        kept = {keep.get("key"), keep.get("provenance")} if keep else set()
+        for key in (entry.get("key"), entry.get("provenance")):
+            if key and key not in kept:
+                await self._forget(key)
 
     async def _forget(self, name):
         """Delete an object the index no longer names (failing: the cleanup's)."""
@@ -188,8 +215,8 @@ class S3Backend:
             return doc.get("files", {}).pop(dist.filename, None)
 
         removed = await self.documents.update(dist.project, change)
-        if removed is not None and removed.get("key"):
-            await self._forget(removed["key"])
+        if removed is not None:
+            await self._forget_entry(removed)
 
     async def download(self, dist, start=0, read=0, principal=None):
         entry = self.documents.entry(dist.project, dist.filename)
@@ -235,6 +262,13 @@ class S3Backend:
             self._urls.clear()
         self._urls[name] = (url, now)
         return url
+
+    async def read_provenance(self, dist):
+        entry = self.documents.entry(dist.project, dist.filename)
+        if entry is None or entry.get("sha256") != dist.sha256 or not entry.get("provenance"):
+            return None
+        found = await self._run(self.store_client.get, entry["provenance"])
+        return found[0] if found is not None else None
 
     async def read_metadata(self, sha256, dist=None):
         data = await self._run(self.metadata.get, sha256)

@@ -30,7 +30,7 @@ from twisted.internet.task import deferLater
 
 from ...domain import DistFile
 from ...names import InvalidFilename, parse_filename
-from ..interface import BackendError
+from ..interface import BackendError, doc_status_change, doc_statuses
 from ..local import load_cache, save_cache
 from .client import NotModified, PreconditionFailed
 
@@ -66,7 +66,7 @@ def dist_from_entry(filename, entry):
         filename, dist.project, dist.version, dist.kind, entry["sha256"], entry["size"],
         int(entry["upload_time"] * 1e9), entry.get("requires_python"), entry["key"],
         entry.get("metadata_sha256"), bool(entry.get("core_metadata")), entry["upload_time"],
-        entry.get("summary"))
+        entry.get("summary"), bool(entry.get("provenance")))
 
 
 def new_doc(project):
@@ -135,11 +135,13 @@ class IndexDocuments:
                 for project, held in self.docs.items() if held["doc"].get("yanked")}
 
     def keys(self):
-        """Every object key the index names (files and their metadata)."""
+        """Every object key the index names (files, their provenance and metadata)."""
         named = set()
         for held in (self.docs or {}).values():
             for entry in held["doc"].get("files", {}).values():
                 named.add(entry.get("key"))
+                if entry.get("provenance"):
+                    named.add(entry["provenance"])
                 if entry.get("metadata_sha256"):
                     named.add(metadata_name(entry["metadata_sha256"]))
         return named
@@ -324,6 +326,13 @@ class IndexDocuments:
 
         await self.update(project, change)
         return self.yanks()
+
+    def statuses(self):
+        return doc_statuses(self.docs)
+
+    async def set_status(self, project, status, reason):
+        await self.update(project, doc_status_change(project, status, reason))
+        return self.statuses()
 
     # -- upload tokens
 
