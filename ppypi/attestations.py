@@ -123,6 +123,9 @@ class AttestationVerifier:
                           + (f" at {where}" if where else "")) from None
         if not attestations:
             raise Refused("Malformed attestations: an empty attestation set is not permitted")
+        if len(attestations) > len(SUPPORTED):
+            raise Refused(f"Too many attestations: at most one of each type "
+                          f"({', '.join(SUPPORTED)})")
         if not publishers:
             raise Refused("Attestations given, but the project has no trusted publishers "
                           "configured to verify them against")

@@ -112,6 +112,12 @@ def test_two_of_one_kind_are_refused(verifier):
         verifier.verify(f"[{one},{one}]", GITLAB_DIST, sha(data), [GITLAB])
 
 
+def test_more_attestations_than_kinds_are_refused_unread(verifier):
+    one = attestation_of(GITLAB_DIST)
+    with pytest.raises(Refused, match="Too many attestations"):
+        verifier.verify("[" + ",".join([one] * 3) + "]", GITLAB_DIST, "0" * 64, [GITLAB])
+
+
 def test_a_tampered_signature_is_refused(verifier):
     data = fixture(GITLAB_DIST)
     attestation = json.loads(attestation_of(GITLAB_DIST))
