@@ -187,7 +187,7 @@ def main(argv=None):
     _store_options(g)
     g.set_defaults(func=github)
     c = commands.add_parser(
-        "copy", help="copy every file, yank and name held of one repository into another",
+        "copy", help="copy every file, yank, status and name held of one repository into another",
         description="Any kind of repository into any other (a folder into S3...). A file "
                     "already in DEST with the same sha256 is skipped, so a run after an "
                     "interruption copies only what is missing. A file of the same name with "

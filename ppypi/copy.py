@@ -1,6 +1,7 @@
 """
-Copying one repository into another (C{ppypi copy}): every file, the yanks
-and the names held, from any kind of repository to any other, through the
+Copying one repository into another (C{ppypi copy}): every file (with its
+PEP 740 provenance), the yanks, the project statuses and the names held,
+from any kind of repository to any other, through the
 L{ppypi.backends.interface} alone.
 
 A file already in the destination with the same sha256 is left alone, so
@@ -103,6 +104,7 @@ class Report:
         self.failed = 0
         self.would_copy = []
         self.yanks_set = []
+        self.statuses_set = []
         self.held_added = set()
         self.problems = []
 
@@ -118,6 +120,8 @@ class Report:
             yield f"would copy {dist.filename} ({dist.size} bytes)"
         for project, version, reason in self.yanks_set:
             yield f"would yank {project} {version}" + (f" ({reason})" if reason else "")
+        for project, status in self.statuses_set:
+            yield f"would mark {project} {status}"
         if self.held_added:
             yield "would hold the names " + ", ".join(sorted(self.held_added))
 
@@ -131,6 +135,7 @@ class Report:
         would = "would be " if self.dry_run else ""
         return (f"{line}, {self.already} already there, {_count(self.conflicts, 'conflict')}, "
                 f"{self.failed} failed; {_count(len(self.yanks_set), 'yank')} {would}set, "
+                f"{_count(len(self.statuses_set), 'status', 'statuses')} {would}set, "
                 f"{_count(len(self.held_added), 'name')} held {would}added")
 
 
@@ -268,6 +273,7 @@ class Copier:
         else:
             await self._copy_files(plan.todo, report)
         await self._copy_yanks(report, dry_run)
+        await self._copy_statuses(report, dry_run)
         await self._copy_held(report, dry_run)
         log.info("copy {source} -> {dest}: {summary}", source=self.source.name,
                  dest=self.dest.name, summary=report.summary())
@@ -351,6 +357,12 @@ class Copier:
                 checked = await self._run(check_file, upload)
             except UploadError as e:
                 return FAILED, f"refused as an upload would be: {e.message}"
+            if dist.provenance:
+                # PEP 740: verified at its upload, it goes along, beside it.
+                try:
+                    checked.provenance = await self.source.read_provenance(dist)
+                except BackendError as e:
+                    return FAILED, f"reading its provenance from {self.source.name} failed: {e}"
             try:
                 stored = await self.dest.store(upload, checked, overwrite=False)
             except Conflict:
@@ -442,6 +454,26 @@ class Copier:
                                        + (f" ({reason})" if reason else ""))
                 report.yanks_set.append((project, version, reason))
 
+    async def _copy_statuses(self, report, dry_run):
+        """Every project status (PEP 792) the destination lacks; one set there stays."""
+        try:
+            wanted = await self.source.load_statuses()
+            there = await self.dest.load_statuses()
+        except BackendError as e:
+            self._problem(report, "project statuses", FAILED, f"cannot read them: {e}")
+            return
+        for project, status in sorted(wanted.items()):
+            if project in there:
+                continue
+            if not dry_run:
+                try:
+                    await self.dest.set_status(project, status["status"], status["reason"])
+                except BackendError as e:
+                    self._problem(report, f"status of {project}", FAILED, str(e))
+                    continue
+                self.progress.note(f"{project} is {status['status']}")
+            report.statuses_set.append((project, status["status"]))
+
     async def _copy_held(self, report, dry_run):
         """The destination holds every name the source holds (its own
         projects included): none of them may fall through to the extra
@@ -465,8 +497,8 @@ class Copier:
         report.held_added = missing
 
 
-def _count(number, noun):
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+def _count(number, noun, plural=None):
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def _host(url):

@@ -175,6 +175,32 @@ def test_folder_to_memory(setup):
     assert dist.summary == "bench package acme_tool"
 
 
+def test_provenance_and_statuses_go_along(setup):
+    # A provenance beside one file (as a verified upload leaves it) and a status.
+    provenance = b'{"version":1,"attestation_bundles":[]}'
+    with open(os.path.join(setup.root, "src", W11 + ".provenance"), "wb") as f:
+        f.write(provenance)
+    src = setup.backend("src")
+    setup.run(src.list_files())
+    setup.run(src.set_status("beta-lib", "archived", "replaced by acme-tool"))
+    report = setup.copy("src", "mem")
+    assert (report.copied, report.complete, report.statuses_set) == (
+        4, True, [("beta-lib", "archived")])
+    store = memory_backend.STORES[os.path.join(setup.root, ".ppypi", "repositories", "mem")]
+    assert store.provenance == {W11: provenance}
+    assert store.files[W11][0].provenance and not store.files[W10][0].provenance
+    assert store.statuses == {"beta-lib": {"status": "archived",
+                                           "reason": "replaced by acme-tool"}}
+    # Back into a folder: beside the file again; a status set there is kept.
+    setup.run(setup.backend("dst").list_files())
+    setup.run(setup.backend("dst").set_status("beta-lib", "deprecated", "ours"))
+    report = setup.copy("mem", "dst")
+    assert report.complete and report.statuses_set == []
+    assert setup.folder("dst")[W11 + ".provenance"] == provenance
+    assert setup.run(setup.backend("dst").load_statuses()) == {
+        "beta-lib": {"status": "deprecated", "reason": "ours"}}
+
+
 def test_through_a_stream_both_ways(setup):
     """A folder into a store that gives its files as streams, and back into a folder."""
     assert setup.copy("src", "stream").copied == 4
@@ -280,7 +306,7 @@ def test_a_second_run_copies_nothing(setup):
     assert downloads == []  # nothing read again, either
     assert (again.yanks_set, again.held_added) == ([], set())
     assert again.summary() == ("0 copied (0 bytes), 4 already there, 0 conflicts, 0 failed; "
-                               "0 yanks set, 0 names held added")
+                               "0 yanks set, 0 statuses set, 0 names held added")
     after = {n: os.stat(os.path.join(setup.root, "dst", n.split("-")[0].replace("_", "-"), n))
              .st_mtime_ns for n in FILES}
     assert after == before
@@ -437,7 +463,7 @@ def test_the_command(setup):
     code, out, err = ppypi_copy(setup, "src", "dst")
     assert code == 0, err
     assert out == ("4 copied (%d bytes), 0 already there, 0 conflicts, 0 failed; "
-                   "1 yank set, 3 names held added\n" % sum(map(len, FILES.values())))
+                   "1 yank set, 0 statuses set, 3 names held added\n" % sum(map(len, FILES.values())))
     # Not a terminal: a line a file, and the source's own warnings.
     lines = err.splitlines()
     assert f"4 files to copy ({_size(sum(map(len, FILES.values())))}), 0 already there" in lines
