@@ -234,7 +234,8 @@ def render_project_json(name, files, yanks, status=None):
         "files": entries,
     }
     if status is not None:
-        page["project-status"] = dict(status)
+        # No empty reason: uv would print "is archived: " with nothing after.
+        page["project-status"] = {k: v for k, v in status.items() if k == "status" or v}
     return json.dumps(page, separators=(",", ":")).encode("utf-8")
 
 

@@ -184,9 +184,12 @@ class Repository:
         lock = await self._locked(filename)
         try:
             existing = self.index.file(filename)
-            if existing is not None and existing.sha256 == upload.sha256:
+            same = existing is not None and existing.sha256 == upload.sha256
+            if same and (checked.provenance is None or existing.provenance):
                 return "same"
-            overwrite = existing is not None and self.config.allow_overwrite
+            # The same bytes with verified attestations they lacked: stored
+            # again, with them (the first provenance kept wins).
+            overwrite = existing is not None and (same or self.config.allow_overwrite)
             if existing is not None and not overwrite:
                 raise Conflict(filename)
             try:

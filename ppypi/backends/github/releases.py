@@ -91,6 +91,8 @@ class Releases:
             raise BackendError(f"{remote.describe()}: no token to write with (admin secret)")
         dist = checked.dist
         release = await self.release(dist.project, dist.version, token)
+        if replacing is not None and replacing.sha256 == upload.sha256:
+            return await self._add_provenance(release, dist, checked, token)
         if replacing is not None:
             # allow_overwrite: the old assets go first (asset names are unique).
             old = documents.entry(dist.project, dist.filename)
@@ -152,6 +154,28 @@ class Releases:
             if status == "conflict":
                 raise Conflict(dist.filename)
             return Stored("same", documents.indexed(dist.project, dist.filename))
+        return Stored("stored", dist_from_entry(dist.filename, entry))
+
+    async def _add_provenance(self, release, dist, checked, token):
+        """The file is there, without the provenance this upload brings: add it."""
+        asset = await self.upload_asset(release, dist.filename + PROVENANCE, checked.provenance,
+                                        len(checked.provenance), token)
+        if asset is None:
+            raise Conflict(dist.filename + PROVENANCE)  # a leftover: the cleanup's
+
+        def add(doc):
+            entry = doc.get("files", {}).get(dist.filename)
+            if entry is None or entry.get("provenance_asset_id"):
+                return None
+            entry["provenance_asset_id"] = asset["id"]
+            return entry
+
+        entry = await self.documents.update(dist.project, token, add)
+        if entry is None:
+            await self.delete_asset(asset["id"], token)
+            entry = self.documents.entry(dist.project, dist.filename)
+            if entry is None:
+                raise Conflict(dist.filename)
         return Stored("stored", dist_from_entry(dist.filename, entry))
 
     async def _indexed_asset(self, dist, asset_id, token):

@@ -176,8 +176,9 @@ class S3Backend:
                 held = files.get(filename)
                 if held is not None:
                     if held.get("sha256") == upload.sha256:
-                        return "same", held
-                    if not overwrite:
+                        if held.get("provenance") or not entry.get("provenance"):
+                            return "same", held
+                    elif not overwrite:
                         return "conflict", held
                 files[filename] = entry
                 return "stored", held
