@@ -256,6 +256,45 @@ async def test_file_ranges(corpus_server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_small_files_and_metadata_are_served_from_memory_once_read(corpus_server):
+    await corpus_server.sync()
+    backend = corpus_server.repository.backend
+    calls = []
+    for method in ("download", "read_metadata"):
+        real = getattr(backend, method)
+
+        async def counted(*args, real=real, method=method, **kwargs):
+            calls.append(method)
+            return await real(*args, **kwargs)
+        setattr(backend, method, counted)
+    name = "bench_pkg_00000-1.0.0-py3-none-any.whl"
+    data = open(os.path.join(corpus_server.root, name), "rb").read()
+    url = f"/packages/bench-pkg-00000/{name}"
+    for _ in range(3):
+        r, body = await corpus_server.get(url)
+        assert (r.code, body, r.length) == (200, data, len(data))
+        r, meta = await corpus_server.get(url + ".metadata")
+        assert r.code == 200 and meta.startswith(b"Metadata-Version")
+    assert calls == ["download", "read_metadata"]
+    # Ranges and HEAD from memory too.
+    r, body = await corpus_server.get(url, {"Range": "bytes=2-5"})
+    assert (r.code, body, header(r, "Content-Range")) == (206, data[2:6], f"bytes 2-5/{len(data)}")
+    r, body = await corpus_server.get(url, method="HEAD")
+    assert (r.code, body, header(r, "Content-Length")) == (200, b"", str(len(data)))
+    assert calls == ["download", "read_metadata"]
+    # Bytes that are not the index's (changed by hand since the sync) are
+    # served as they are, never kept.
+    other = "bench_pkg_00001-1.0.0-py3-none-any.whl"
+    path = os.path.join(corpus_server.root, other)
+    original = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(bytes(reversed(original)))
+    for _ in range(2):
+        await corpus_server.get(f"/packages/bench-pkg-00001/{other}")
+    assert calls.count("download") == 3
+
+
+@pytest_twisted.ensureDeferred
 async def test_large_file_is_streamed_whole(tmp_path):
     server = InProcess(tmp_path / "root")
     data = os.urandom(3 * 1024 * 1024 + 7)

@@ -11,11 +11,16 @@ from twisted.logger import Logger
 from ..attestations import AttestationVerifier
 from ..auth import READ, WRITE, needs_credentials, parse_basic, permitted
 from ..backends import BackendError
-from ..index import latest_version
+from ..index import PageCache, latest_version
 from ..names import is_valid_name, normalize
 from . import pypi_json
 from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable
 from .router import base_url
+
+
+# The memory small files may take, per repository: a few thousand small
+# wheels, the ones asked for most recently.
+SMALL_FILES_BYTES = 32_000_000
 
 
 class RepositoryContext:
@@ -47,6 +52,8 @@ class RepositoryContext:
         # The verifier of uploads' attestations; the tap gives the one of
         # the configured trusted root.
         self.attestations = AttestationVerifier()
+        # Small files and core metadata, kept once read (ppypi.web.packages).
+        self.small_files = PageCache(SMALL_FILES_BYTES)
         self.public = not needs_credentials(self.config, READ)
         scope = "public" if self.public else "private"
         # Cache-Control of the index's pages (the configuration is fixed).

@@ -7,14 +7,24 @@ local file streamed from the thread pool with ranges, a redirect to a
 signed URL, or a stream passed through.
 """
 
+import hashlib
+from collections import namedtuple
+
 from ..auth import READ
 from ..backends import LocalFile, Redirect
 from ..names import MAX_FILENAME, is_valid_name, normalize
 from . import files
+from .body import answer
 from .errors import HTTPError, NotFound, Unavailable
 from .router import Router, etag_matches, header, http_date, not_modified
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+
+#: Files (and core metadata) this small are kept in memory once read
+#: (L{ppypi.web.context.RepositoryContext.small_files}, keyed by sha256):
+#: a trip to the thread pool costs several times the rest of their answer.
+SMALL_FILE = files.CHUNK
+Held = namedtuple("Held", "body")
 
 
 class PackagesApp:
@@ -49,6 +59,9 @@ class PackagesApp:
             raise HTTPError("range not satisfiable", 416,
                             {"Content-Range": f"bytes */{dist.size}"}) from None
         start, length = byte_range or (0, dist.size)
+        held = ctx.small_files.get(dist.sha256)
+        if held is not None:
+            return self._answer_held(request, held.body, byte_range, dist.size)
         head = request.method == b"HEAD"
         found = await ctx.repository.backend.download(
             dist, start, 0 if head else min(length, files.CHUNK), principal)
@@ -68,6 +81,12 @@ class PackagesApp:
                 return b""
             await files.relay(request, found)
             return None
+        if start == 0 and len(found.head) == dist.size <= SMALL_FILE and \
+                hashlib.sha256(found.head).hexdigest() == dist.sha256:
+            # Read whole, and checked: from now on served from memory.
+            found.file.close()
+            ctx.small_files.put(dist.sha256, Held(found.head))
+            return self._answer_held(request, found.head, byte_range, dist.size)
         if byte_range is not None:
             request.setResponseCode(206)
             request.setHeader("Content-Range", f"bytes {start}-{start + length - 1}/{dist.size}")
@@ -77,6 +96,16 @@ class PackagesApp:
             return b""
         await files.stream(request, found.file, found.head, length, self.ctx.run)
         return None
+
+    @staticmethod
+    def _answer_held(request, body, byte_range, size):
+        """A small file from memory: no trip to the thread pool."""
+        if byte_range is not None:
+            start, length = byte_range
+            request.setResponseCode(206)
+            request.setHeader("Content-Range", f"bytes {start}-{start + length - 1}/{size}")
+            body = body[start:start + length]
+        return answer(request, body)
 
     async def _find(self, project, filename):
         """
@@ -130,8 +159,13 @@ class PackagesApp:
         if not_modified(request, etag):
             request.setResponseCode(304)
             return b""
+        key = "metadata:" + dist.metadata_sha256
+        held = ctx.small_files.get(key)
+        if held is not None:
+            return answer(request, held.body)
         data = await ctx.repository.backend.read_metadata(dist.metadata_sha256, dist)
         if data is None:
             raise NotFound("no such file")
-        request.setHeader("Content-Length", str(len(data)))
-        return data
+        if len(data) <= SMALL_FILE and hashlib.sha256(data).hexdigest() == dist.metadata_sha256:
+            ctx.small_files.put(key, Held(data))
+        return answer(request, data)
