@@ -11,6 +11,7 @@ Sigstore's TUF repository, nor write to a home folder a daemon may not
 have). Blocking (CPU): run in the thread pool.
 """
 
+import base64
 import hmac
 import json
 from importlib import resources
@@ -77,6 +78,36 @@ def describe(provenance):
         elif p.get("kind"):
             found.append(str(p.get("kind")))
     return found
+
+
+def subjects(provenance):
+    """
+    The (name, sha256) pairs a provenance object's attestations name (their
+    statements' subjects, unverified): what it says it is about.
+    """
+    found = set()
+    for bundle in provenance.get("attestation_bundles", ()):
+        for attestation in bundle.get("attestations", ()):
+            try:
+                statement = json.loads(base64.b64decode(attestation["envelope"]["statement"]))
+                for subject in statement["subject"]:
+                    found.add((subject["name"], subject["digest"]["sha256"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return found
+
+
+def names_file(provenance, filename, sha256):
+    """Is every attestation of a provenance object (JSON bytes) about this very file?"""
+    try:
+        about = subjects(json.loads(provenance))
+    except (ValueError, AttributeError):
+        return False
+    try:
+        wanted = _parsed(filename)
+        return bool(about) and all(_parsed(n) == wanted and d == sha256 for n, d in about)
+    except (InvalidSdistFilename, InvalidWheelFilename, TypeError):
+        return False
 
 
 class AttestationVerifier:

@@ -5,22 +5,27 @@ L{ppypi.backends.registry.create}). A new backend is a new module that
 passes these (L{ppypi.backends.interface}).
 
 What differs between backends is in a harness only: how to make one, how to
-make its store fail, and how to make a fresh instance on the same store (a
-restart). The tests know nothing else of them.
+make its store fail (or crash between a provenance and its file), how to
+make a fresh instance on the same store (a restart), and where to look for
+a file's provenance in the store itself. The tests know nothing else of them.
 
 Last, a whole server on the memory backend (tests/memory_backend.py, a
 module of its own and nothing else): the web layer needs nothing
 backend-specific.
 """
 
+import base64
 import contextlib
 import hashlib
 import io
+import json
 import os
+import re
 import tempfile
 import time
 import urllib.request
 import zipfile
+from unittest import mock
 
 import bcrypt
 import pytest
@@ -30,6 +35,7 @@ from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from ppypi.backends import filesystem as filesystem_backend
 from ppypi.backends import registry
 from ppypi.backends.interface import (Backend, BackendError, Conflict, FileMissing, Listing,
                                       LocalFile, RateLimited, Redirect, Stored, Stream)
@@ -108,6 +114,27 @@ class Harness:
         """Make the store ask for a pause of C{seconds} (ending on the clock)."""
         pytest.skip(f"a {self.name} store has no rate limit")
 
+    #: Whether L{crash_after_provenance} leaves the provenance in the store.
+    crash_leaves_provenance = True
+
+    def crash_after_provenance(self):
+        """
+        The next store fails just after it wrote the upload's provenance,
+        before the file is indexed, and the store stays down until
+        L{repair}: what a server that dies there leaves.
+        """
+        raise NotImplementedError
+
+    def settle(self):
+        """An hour passes: time enough for any grace a store gives what
+        failed uploads left (a sync after it may clean them up)."""
+        self.clock.advance(3600)
+
+    def provenance_objects(self, filename):
+        """What the store itself holds as C{filename}'s provenance (looked
+        at directly, not through the backend): a list, empty when none."""
+        raise NotImplementedError
+
     def close(self):
         """Stop what the harness started."""
 
@@ -133,8 +160,38 @@ class FilesystemHarness(Harness):
             f.write(b"not a folder")
 
     def repair(self):
+        self._unpatch()
         os.unlink(self.folder)
         os.rename(self.folder + ".away", self.folder)
+
+    _patch = None
+
+    def crash_after_provenance(self):
+        real = filesystem_backend.write_atomically
+
+        def write(path, data, *args, **kwargs):
+            real(path, data, *args, **kwargs)
+            if path.endswith(".provenance") and not os.path.isfile(self.folder):
+                self.break_store()  # the folder goes before the file is linked in
+
+        self._patch = mock.patch.object(filesystem_backend, "write_atomically", write)
+        self._patch.start()
+
+    def _unpatch(self):
+        if self._patch is not None:
+            self._patch.stop()
+            self._patch = None
+
+    def provenance_objects(self, filename):
+        found = []
+        for path, dirs, files in os.walk(self.folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [os.path.relpath(os.path.join(path, f), self.folder)
+                      for f in files if f == filename + ".provenance"]
+        return sorted(found)
+
+    def close(self):
+        self._unpatch()
 
 
 class MemoryHarness(Harness):
@@ -156,6 +213,16 @@ class MemoryHarness(Harness):
         self.memory.failure = RateLimited(seconds)
         self.clock.callLater(seconds, self.repair)
 
+    # A memory store writes a file and its provenance in one step: there is
+    # no moment between them, so it fails before either.
+    crash_leaves_provenance = False
+
+    def crash_after_provenance(self):
+        self.break_store()
+
+    def provenance_objects(self, filename):
+        return [filename] if filename in self.memory.provenance else []
+
 
 class MemoryStreamHarness(MemoryHarness):
     name = "memory-stream"
@@ -166,7 +233,9 @@ class Network(Resource):
     """
     The fake GitHub behind a network: each answer takes C{latency} on the
     clock (so concurrent requests interleave as they would), and while
-    C{down}, every host answers 502.
+    C{down}, every host answers 502. C{refuse}, a predicate of the request:
+    those it matches are answered 502; C{trip}, one too: once a request it
+    matches is answered, the network goes down.
     """
 
     isLeaf = True
@@ -177,19 +246,23 @@ class Network(Resource):
         self.clock = clock
         self.latency = latency
         self.down = False
+        self.refuse = None
+        self.trip = None
 
     def render(self, request):
         self.clock.callLater(self.latency, self._answer, request)
         return NOT_DONE_YET
 
     def _answer(self, request):
-        if self.down:
+        if self.down or (self.refuse is not None and self.refuse(request)):
             request.setResponseCode(502)
             body = b"<html>Unicorn!</html>"
         else:
             body = self.behind.render(request)
             if body is NOT_DONE_YET:
                 return
+            if self.trip is not None and self.trip(request):
+                self.trip, self.down = None, True
         request.write(body)
         request.finish()
 
@@ -230,9 +303,23 @@ class GitHubHarness(Harness):
 
     def repair(self):
         self.network.down = False
+        self.network.refuse = self.network.trip = None
 
     def rate_limit(self, seconds):
         self.fake.exhaust_rate_limit("admin-tok", reset_in=seconds)
+
+    def crash_after_provenance(self):
+        # Down once the provenance asset is uploaded: the index is not written.
+        self.network.trip = lambda request: (
+            request.method == b"POST" and b".provenance" in request.uri)
+
+    @property
+    def repo(self):
+        return self.fake.repo("acme/pkgs")
+
+    def provenance_objects(self, filename):
+        return sorted(a.id for a in self.repo.assets.values()
+                      if a.name == filename + ".provenance")
 
 
 class GitHubProxyHarness(GitHubHarness):
@@ -277,11 +364,28 @@ class S3Harness(Harness):
         self.forwarder.refuse()
 
     def repair(self):
+        self.forwarder.clear_faults()
         self.forwarder.accept()
 
     def rate_limit(self, seconds):
         self.forwarder.fail_next(count=10 ** 9)  # SlowDown, until the pause is over
         self.clock.callLater(seconds, self.forwarder.clear_faults)
+
+    def crash_after_provenance(self):
+        forwarder = self.forwarder
+
+        def after_provenance(request):
+            # Called with the forwarder's lock held: its records, read as they are.
+            return any(r.method == "PUT" and r.key.endswith(".provenance")
+                       for r in forwarder.requests)
+
+        forwarder.fail_next(count=None, status=500, code="InternalError",
+                            message="We encountered an internal error.", match=after_provenance)
+
+    def provenance_objects(self, filename):
+        # files/P/SHA/FILENAME.DIGEST.provenance: named by its own digest.
+        return [key for key in self.bucket.keys()
+                if re.search("/" + re.escape(filename) + r"\.[0-9a-f]{16}\.provenance$", key)]
 
     def close(self):
         self.forwarder.stop()
@@ -313,10 +417,35 @@ def backend(harness):
 # -- what the tests store --------------------------------------------------------
 
 
-class Upload:
-    """A wheel written to the backend's incoming folder, and checked as the server checks it."""
+def provenance_of(filename, sha256, repository="acme/tool"):
+    """
+    A PEP 740 provenance object for a file, shaped as a verified upload's
+    (its statement's subject names the file and its sha256); backends keep
+    it as opaque bytes, so its signature is none.
+    """
+    statement = {"_type": "https://in-toto.io/Statement/v1",
+                 "subject": [{"name": filename, "digest": {"sha256": sha256}}],
+                 "predicateType": "https://docs.pypi.org/attestations/publish/v1",
+                 "predicate": None}
+    attestation = {"version": 1,
+                   "verification_material": {"certificate": "", "transparency_entries": []},
+                   "envelope": {"statement": base64.b64encode(json.dumps(statement).encode())
+                                .decode(), "signature": ""}}
+    return json.dumps({"version": 1, "attestation_bundles": [{
+        "publisher": {"kind": "GitHub", "repository": repository, "workflow": "release.yml",
+                      "environment": None},
+        "attestations": [attestation]}]}, sort_keys=True).encode()
 
-    def __init__(self, backend, version="1.0", payload=b"", requires_python=">=3.8"):
+
+class Upload:
+    """
+    A wheel written to the backend's incoming folder, and checked as the
+    server checks it; with C{attested_by} (a publisher's repository), its
+    attestations were verified: C{checked.provenance} is its provenance.
+    """
+
+    def __init__(self, backend, version="1.0", payload=b"", requires_python=">=3.8",
+                 attested_by=None):
         self.data = wheel_bytes("acme_tool", version, requires_python=requires_python,
                                 payload=payload)
         self.filename = f"acme_tool-{version}-py3-none-any.whl"
@@ -332,6 +461,10 @@ class Upload:
         for name, value in upload_fields(PROJECT, version, self.data):
             fields.setdefault(name, []).append(value)
         self.checked = check_upload(fields, self.upload)
+        self.provenance = None
+        if attested_by is not None:
+            self.provenance = provenance_of(self.filename, self.sha256, attested_by)
+            self.checked.provenance = self.provenance
         with zipfile.ZipFile(io.BytesIO(self.data)) as z:
             self.metadata = z.read(f"acme_tool-{version}.dist-info/METADATA")
 
@@ -372,6 +505,11 @@ def obtain(harness, found):
 
 def downloaded(harness, backend, dist):
     return obtain(harness, harness.run(backend.download(dist)))
+
+
+def provenance(harness, backend, dist):
+    """What the backend reads as C{dist}'s provenance."""
+    return harness.run(backend.read_provenance(dist))
 
 
 def without_empty(yanks):
@@ -628,6 +766,227 @@ def test_a_rate_limited_store_says_how_long_to_wait(harness, backend):
     upload = Upload(backend)
     assert store(harness, backend, upload).status == "stored"
     assert list(listed(harness, backend)) == [upload.filename]
+
+
+# -- PEP 740 provenance ------------------------------------------------------------
+
+
+def test_provenance_is_kept_beside_its_file(harness, backend):
+    attested = Upload(backend, "1.0", attested_by="acme/tool")
+    plain = Upload(backend, "2.0")
+    stored = store(harness, backend, attested)
+    assert stored.status == "stored" and stored.dist.provenance is True
+    stored = store(harness, backend, plain)
+    assert stored.status == "stored" and stored.dist.provenance is False
+    # Listed as stored, and read back; the same from another instance on the
+    # store (a restart, another server).
+    for check in (backend, harness.fresh()):
+        files = listed(harness, check)
+        assert files[attested.filename].provenance is True
+        assert files[plain.filename].provenance is False
+        assert provenance(harness, check, files[attested.filename]) == attested.provenance
+        assert provenance(harness, check, files[plain.filename]) is None
+    assert len(harness.provenance_objects(attested.filename)) == 1
+    assert harness.provenance_objects(plain.filename) == []
+
+
+def test_delete_takes_the_provenance_along(harness, backend):
+    one = Upload(backend, "1.0", attested_by="acme/tool")
+    two = Upload(backend, "2.0", attested_by="acme/other")
+    store(harness, backend, one)
+    store(harness, backend, two)
+    files = listed(harness, backend)
+    harness.run(backend.delete(files[one.filename]))
+    assert harness.provenance_objects(one.filename) == []
+    assert provenance(harness, backend, files[one.filename]) is None
+    for check in (backend, harness.fresh()):
+        assert list(listed(harness, check)) == [two.filename]
+        assert provenance(harness, check, files[two.filename]) == two.provenance
+    # The same name again, without attestations: nothing of the old one shows.
+    again = Upload(backend, "1.0")
+    assert store(harness, backend, again).dist.provenance is False
+    for check in (backend, harness.fresh()):
+        dist = listed(harness, check)[one.filename]
+        assert dist.provenance is False
+        assert provenance(harness, check, dist) is None
+
+
+def test_overwrite_replaces_the_provenance_or_drops_it(harness, backend):
+    first = Upload(backend, attested_by="acme/tool")
+    store(harness, backend, first)
+    old = listed(harness, backend)[first.filename]
+    second = Upload(backend, payload=b"# the fixed build\n", attested_by="acme/tool-ci")
+    stored = store(harness, backend, second, overwrite=True, replacing=old)
+    assert stored.status == "stored" and stored.dist.provenance is True
+    for check in (backend, harness.fresh()):
+        dist = listed(harness, check)[second.filename]
+        assert (dist.sha256, dist.provenance) == (second.sha256, True)
+        assert provenance(harness, check, dist) == second.provenance
+    assert len(harness.provenance_objects(second.filename)) == 1
+    # Stored again without attestations: the old provenance goes.
+    old = listed(harness, backend)[second.filename]
+    third = Upload(backend, payload=b"# built again, by hand\n")
+    stored = store(harness, backend, third, overwrite=True, replacing=old)
+    assert stored.status == "stored" and stored.dist.provenance is False
+    for check in (backend, harness.fresh()):
+        dist = listed(harness, check)[third.filename]
+        assert (dist.sha256, dist.provenance) == (third.sha256, False)
+        assert provenance(harness, check, dist) is None
+    assert harness.provenance_objects(third.filename) == []
+
+
+def test_the_same_bytes_stored_again_with_a_provenance_gain_it(harness, backend):
+    # What the repository does when a file that is there without provenance
+    # comes again with attestations that verify: stored again over itself.
+    first = Upload(backend)
+    store(harness, backend, first)
+    old = listed(harness, backend)[first.filename]
+    again = Upload(backend, attested_by="acme/tool")
+    assert again.sha256 == first.sha256
+    stored = store(harness, backend, again, overwrite=True, replacing=old)
+    assert stored.status == "stored" and stored.dist.provenance is True
+    for check in (backend, harness.fresh()):
+        dist = listed(harness, check)[first.filename]
+        assert (dist.sha256, dist.provenance) == (first.sha256, True)
+        assert provenance(harness, check, dist) == again.provenance
+        assert downloaded(harness, check, dist) == first.data
+    assert len(harness.provenance_objects(first.filename)) == 1
+
+
+@pytest.mark.parametrize("again_attested_by", [None, "acme/someone-else"])
+def test_the_same_file_again_keeps_the_provenance_first_stored(harness, backend, request,
+                                                               again_attested_by):
+    # Another server, which has not seen the first upload yet (its index is
+    # older): its store finds the file there only in the store itself.
+    other = harness.make()
+    first = Upload(backend, attested_by="acme/tool")
+    store(harness, backend, first)
+    again = Upload(other, attested_by=again_attested_by)
+    stored = store(harness, other, again)
+    assert stored.status == "same" and stored.dist.provenance is True
+    for check in (backend, other, harness.fresh()):
+        dist = listed(harness, check)[first.filename]
+        assert dist.provenance is True
+        assert provenance(harness, check, dist) == first.provenance
+
+
+def test_the_same_file_again_with_attestations_adds_none_to_a_file_stored_without(
+        harness, backend):
+    first = Upload(backend)
+    store(harness, backend, first)
+    again = Upload(backend, attested_by="acme/tool")
+    stored = store(harness, backend, again)
+    assert stored.status == "same" and stored.dist.provenance is False
+    for check in (backend, harness.fresh()):
+        dist = listed(harness, check)[first.filename]
+        assert dist.provenance is False
+        assert provenance(harness, check, dist) is None
+
+
+def test_a_crash_after_the_provenance_was_written_lists_nothing(harness, backend):
+    upload = Upload(backend, attested_by="acme/tool")
+    harness.crash_after_provenance()
+    with pytest.raises(BackendError):
+        store(harness, backend, upload)
+    harness.repair()
+    # It failed where it was meant to: the provenance is there, the file unlisted.
+    assert len(harness.provenance_objects(upload.filename)) == harness.crash_leaves_provenance
+    assert listed(harness, backend) == {}
+    assert listed(harness, harness.fresh()) == {}
+
+
+@pytest.mark.parametrize("later_attested_by", [None, "acme/tool-ci"])
+def test_what_a_crashed_upload_left_never_goes_to_a_later_upload_of_the_file(
+        harness, backend, later_attested_by):
+    # The interface: a stored file has the provenance its upload carried, or
+    # none; never one an upload that failed left behind.
+    crashed = Upload(backend, attested_by="acme/tool")
+    harness.crash_after_provenance()
+    with pytest.raises(BackendError):
+        store(harness, backend, crashed)
+    harness.repair()
+    assert len(harness.provenance_objects(crashed.filename)) == harness.crash_leaves_provenance
+    restarted = harness.fresh()
+    harness.settle()
+    assert listed(harness, restarted) == {}
+    later = Upload(restarted, attested_by=later_attested_by)
+    assert later.sha256 == crashed.sha256  # the same file
+    stored = store(harness, restarted, later)
+    assert stored.status == "stored"
+    assert stored.dist.provenance is (later_attested_by is not None)
+    for check in (restarted, harness.fresh()):
+        dist = listed(harness, check)[later.filename]
+        assert dist.provenance is (later_attested_by is not None)
+        assert provenance(harness, check, dist) == later.provenance
+
+
+def test_a_store_that_is_down_keeps_no_provenance_either(harness, backend):
+    upload = Upload(backend, attested_by="acme/tool")
+    harness.break_store()
+    with pytest.raises(BackendError):
+        store(harness, backend, upload)
+    harness.repair()
+    assert listed(harness, backend) == {}
+    assert listed(harness, harness.fresh()) == {}
+
+
+# -- PEP 792 project statuses ------------------------------------------------------
+
+
+def test_project_statuses(harness, backend):
+    assert harness.run(backend.load_statuses()) == {}
+    store(harness, backend, Upload(backend))
+    harness.run(backend.set_yank(PROJECT, "1.0", "broken build"))
+    statuses = harness.run(backend.set_status(PROJECT, "archived", "moved to acme-tool2"))
+    assert statuses == {PROJECT: {"status": "archived", "reason": "moved to acme-tool2"}}
+    # A project with no file may have one too; an empty reason is kept as "".
+    statuses = harness.run(backend.set_status("other-tool", "deprecated", ""))
+    assert statuses == {PROJECT: {"status": "archived", "reason": "moved to acme-tool2"},
+                        "other-tool": {"status": "deprecated", "reason": ""}}
+    assert harness.run(backend.load_statuses()) == statuses
+    restarted = harness.fresh()
+    assert harness.run(restarted.load_statuses()) == statuses
+    # A status is kept beside the files and yanks, never instead of them.
+    assert list(listed(harness, restarted)) == ["acme_tool-1.0-py3-none-any.whl"]
+    assert without_empty(harness.run(restarted.load_yanks())) == {
+        PROJECT: {"1.0": "broken build"}}
+    # Active with a reason is a status to tell; active without one is none.
+    statuses = harness.run(restarted.set_status(PROJECT, "active", "unarchived"))
+    assert statuses[PROJECT] == {"status": "active", "reason": "unarchived"}
+    statuses = harness.run(restarted.set_status(PROJECT, "active", ""))
+    assert statuses == {"other-tool": {"status": "deprecated", "reason": ""}}
+    statuses = harness.run(restarted.set_status("other-tool", "quarantined", "malware"))
+    assert statuses == {"other-tool": {"status": "quarantined", "reason": "malware"}}
+    for check in (restarted, harness.fresh()):
+        assert harness.run(check.load_statuses()) == statuses
+        assert list(listed(harness, check)) == ["acme_tool-1.0-py3-none-any.whl"]
+    harness.run(restarted.set_status("other-tool", "active", None))
+    assert harness.run(harness.fresh().load_statuses()) == {}
+
+
+def test_a_status_set_on_one_server_is_seen_by_another_after_its_sync(harness, backend):
+    other = harness.make()
+    harness.run(backend.set_status(PROJECT, "deprecated", "use acme-tool2"))
+    listed(harness, other)  # its sync
+    assert harness.run(other.load_statuses()) == {
+        PROJECT: {"status": "deprecated", "reason": "use acme-tool2"}}
+    harness.run(other.set_status(PROJECT, "active", ""))
+    listed(harness, backend)
+    assert harness.run(backend.load_statuses()) == {}
+
+
+def test_a_status_set_by_a_server_behind_keeps_what_another_stored(harness, backend):
+    # The other server has not seen the upload when it sets the status: the
+    # project's record is read again, never written back from its old copy.
+    other = harness.make()
+    upload = Upload(backend, attested_by="acme/tool")
+    store(harness, backend, upload)
+    harness.run(other.set_status(PROJECT, "archived", "done"))
+    for check in (backend, other, harness.fresh()):
+        files = listed(harness, check)
+        assert list(files) == [upload.filename] and files[upload.filename].provenance
+        assert harness.run(check.load_statuses()) == {
+            PROJECT: {"status": "archived", "reason": "done"}}
 
 
 # -- a whole server on the memory backend -------------------------------------------

@@ -184,10 +184,9 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
                 write_atomically(sidecar, checked.provenance)
             if replacing is not None and replacing.location != relpath:
                 # The old copy was elsewhere (dropped in by hand): one file a name.
-                try:
-                    os.unlink(os.path.join(self.folder, replacing.location))
-                except FileNotFoundError:
-                    pass
+                old = os.path.join(self.folder, replacing.location)
+                _unlink(old)
+                _unlink(old + PROVENANCE_SUFFIX)
         else:
             if not os.path.exists(final):
                 # Before the file, so that it is never listed without it (the

@@ -87,10 +87,11 @@ def scan_folder(folder, known, exclude=(), warned=frozenset(), store=None):
                 if name.startswith("."):
                     continue  # state folder, temporary uploads, editors' files
                 relpath = rel + name if rel else name
-                if PROVENANCE_SUFFIX in name:
-                    if name.endswith(PROVENANCE_SUFFIX):
-                        sidecars.add(relpath)  # a file's PEP 740 provenance, beside it
-                    continue  # or one being written
+                if name.endswith(PROVENANCE_SUFFIX):
+                    sidecars.add(relpath)  # a file's PEP 740 provenance, beside it
+                    continue
+                if PROVENANCE_SUFFIX + ".tmp-" in name:
+                    continue  # one being written (write_atomically's name)
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         if entry.path not in exclude:

@@ -13,6 +13,7 @@ import tempfile
 import time
 from urllib.parse import quote
 
+from ...attestations import names_file
 from ...metadata import MetadataError, inspect
 from ...names import InvalidFilename, parse_filename
 from ..interface import BackendError
@@ -201,15 +202,25 @@ class Maintenance:
                 "metadata_asset_id": metadata_ids.get((release["id"], asset["name"])),
                 "summary": summary,
             }
-            if (release["id"], asset["name"]) in provenance_ids:
-                doc[asset["name"]]["provenance_asset_id"] = \
-                    provenance_ids[(release["id"], asset["name"])]
+            provenance_id = provenance_ids.get((release["id"], asset["name"]))
+            if provenance_id is not None and await self._attests(
+                    asset["name"] + PROVENANCE, provenance_id, asset["name"], sha):
+                doc[asset["name"]]["provenance_asset_id"] = provenance_id
         progress(len(assets), len(assets))
         for project, files in docs.items():
             def replace(doc, files=files):
                 doc["files"] = files
             await self.documents.update(project, token, replace)
         return sum(len(f) for f in docs.values())
+
+    async def _attests(self, name, asset_id, filename, sha256):
+        """Is the provenance asset about this file (not a leftover of other bytes)?"""
+        path = await self._download({"name": name, "id": asset_id})
+        try:
+            data = await self.remote.run(_read, path)
+        finally:
+            await self.remote.run(os.unlink, path)
+        return names_file(data, filename, sha256)
 
     async def _download(self, asset):
         """
@@ -229,3 +240,8 @@ class Maintenance:
             await run(os.unlink, path)  # nothing left behind in incoming_dir
             raise
         return path
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()

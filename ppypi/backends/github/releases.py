@@ -112,9 +112,7 @@ class Releases:
             if checked.provenance is not None:
                 # PEP 740's provenance, an asset beside the file, before the
                 # index names the file: never listed without it.
-                provenance_asset = await self.upload_asset(
-                    release, dist.filename + PROVENANCE, checked.provenance,
-                    len(checked.provenance), token)
+                provenance_asset = await self._provenance_asset(release, dist, checked, token)
             entry = {
                 "version": dist.version, "kind": dist.kind, "sha256": upload.sha256,
                 "size": upload.size, "upload_time": time.time(),
@@ -156,12 +154,29 @@ class Releases:
             return Stored("same", documents.indexed(dist.project, dist.filename))
         return Stored("stored", dist_from_entry(dist.filename, entry))
 
-    async def _add_provenance(self, release, dist, checked, token):
-        """The file is there, without the provenance this upload brings: add it."""
-        asset = await self.upload_asset(release, dist.filename + PROVENANCE, checked.provenance,
+    async def _provenance_asset(self, release, dist, checked, token):
+        """
+        Upload the provenance asset. A leftover of that name (a failed
+        upload's, a delete that failed) is in the way: it goes first.
+        """
+        name = dist.filename + PROVENANCE
+        asset = await self.upload_asset(release, name, checked.provenance,
                                         len(checked.provenance), token)
         if asset is None:
-            raise Conflict(dist.filename + PROVENANCE)  # a leftover: the cleanup's
+            for old in release.get("assets") or ():
+                if old.get("name") == name:
+                    await self.delete_asset(old["id"], token)
+            asset = await self.upload_asset(release, name, checked.provenance,
+                                            len(checked.provenance), token)
+        if asset is None:
+            self.needs_cleanup = True
+            raise BackendError(f"{name}: a leftover asset of that name is in the way; "
+                               "the cleanup removes it")
+        return asset
+
+    async def _add_provenance(self, release, dist, checked, token):
+        """The file is there, without the provenance this upload brings: add it."""
+        asset = await self._provenance_asset(release, dist, checked, token)
 
         def add(doc):
             entry = doc.get("files", {}).get(dist.filename)

@@ -8,7 +8,7 @@ Layout under the prefix:
 - C{files/PROJECT/SHA256/FILENAME}: each file, content-addressed, written
   once with C{If-None-Match: *} (so a write never replaces anything, and
   two servers storing the same bytes agree without asking), and
-  C{files/PROJECT/SHA256/FILENAME.provenance} beside it when its
+  C{files/PROJECT/SHA256/FILENAME.DIGEST.provenance} beside it when its
   attestations were verified (PEP 740);
 - C{metadata/SHA256.metadata}: PEP 658 core metadata, content-addressed;
 - C{index/PROJECT.json}, C{index.json}, C{names-held.json}: the index (see
@@ -164,12 +164,18 @@ class S3Backend:
                      "metadata_sha256": meta_sha, "core_metadata": bool(checked.servable),
                      "summary": checked.summary}
             if checked.provenance is not None:
-                # PEP 740: beside the file, before the index names it. Not
-                # written once only: the same bytes may come again with
-                # attestations of another publisher.
-                entry["provenance"] = name + PROVENANCE
-                await self._run(self.store_client.put, entry["provenance"], checked.provenance,
-                                content_type=MEDIA_TYPE, cache_control=FILE_CACHE_CONTROL)
+                # PEP 740: beside the file, before the index names it, named
+                # by its own digest and written once: an upload that turns
+                # out to be "same" leaves the kept one as it was (and its
+                # own to the cleanup).
+                digest = hashlib.sha256(checked.provenance).hexdigest()[:16]
+                entry["provenance"] = f"{name}.{digest}{PROVENANCE}"
+                try:
+                    await self._run(self.store_client.put, entry["provenance"],
+                                    checked.provenance, if_none_match=True,
+                                    content_type=MEDIA_TYPE, cache_control=FILE_CACHE_CONTROL)
+                except PreconditionFailed:
+                    pass  # these very bytes, there already
 
             def change(doc):
                 files = doc.setdefault("files", {})
