@@ -86,32 +86,32 @@ class Downloads:
             "GET", url, headers={"User-Agent": "ppypi"}, allow_redirects=False,
             unbuffered=True, timeout=api.timeout, reactor=self.remote.clock)
 
+    async def _beside(self, dist, key, suffix):
+        """(HTTP status, bytes) of the asset an entry names beside a file, or None."""
+        entry = self.documents.entry(dist.project, dist.filename)
+        if not entry or not entry.get(key):
+            return None
+        response = await self.fetch(
+            await self.signed_url(AssetRef(dist.filename + suffix, str(entry[key]))))
+        return response.code, await response.content()
+
     async def read_provenance(self, dist):
         """The provenance asset beside C{dist} (PEP 740), fetched each time: rarely asked."""
-        entry = self.documents.entry(dist.project, dist.filename)
-        if not entry or not entry.get("provenance_asset_id"):
-            return None
-        url = await self.signed_url(AssetRef(dist.filename + ".provenance",
-                                             str(entry["provenance_asset_id"])))
-        response = await self.fetch(url)
-        data = await response.content()
-        if response.code != 200:
-            raise BackendError(f"the provenance of {dist.filename}: HTTP {response.code}")
-        return data
+        found = await self._beside(dist, "provenance_asset_id", ".provenance")
+        if found is not None and found[0] != 200:
+            raise BackendError(f"the provenance of {dist.filename}: HTTP {found[0]}")
+        return found and found[1]
 
     async def read_metadata(self, sha256, dist=None):
         data = await self.remote.run(self.metadata.get, sha256)
         if data is not None or dist is None:
             return data
         # Uploaded through another instance: fetch the metadata asset once.
-        entry = self.documents.entry(dist.project, dist.filename)
-        if not entry or not entry.get("metadata_asset_id"):
+        found = await self._beside(dist, "metadata_asset_id", ".metadata")
+        if found is None:
             return None
-        url = await self.signed_url(AssetRef(dist.filename + ".metadata",
-                                             str(entry["metadata_asset_id"])))
-        response = await self.fetch(url)
-        data = await response.content()
-        if response.code != 200 or hashlib.sha256(data).hexdigest() != sha256:
+        code, data = found
+        if code != 200 or hashlib.sha256(data).hexdigest() != sha256:
             return None
         await self.remote.run(self.metadata.put, data)
         return data
