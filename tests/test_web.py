@@ -282,6 +282,27 @@ async def test_small_files_and_metadata_are_served_from_memory_once_read(corpus_
     r, body = await corpus_server.get(url, method="HEAD")
     assert (r.code, body, header(r, "Content-Length")) == (200, b"", str(len(data)))
     assert calls == ["download", "read_metadata"]
+    # A held file is answered before the router (which authorizes every
+    # request it routes), with the headers the router gave it; a range or a
+    # validator still goes through the router.
+    sdist = "/packages/bench-pkg-00002/bench_pkg_00002-1.0.0.tar.gz"
+    r1, _ = await corpus_server.get(sdist)
+    routed = []
+    ctx = corpus_server.site.resource._default._app.ctx
+    real_authorize = ctx.authorize
+
+    async def authorize(*args, **kwargs):
+        routed.append(args[1])
+        return await real_authorize(*args, **kwargs)
+    ctx.authorize = authorize
+    r2, body = await corpus_server.get(sdist)
+    assert routed == [] and r2.code == 200
+    for name in ("ETag", "Last-Modified", "Content-Type", "Cache-Control", "Accept-Ranges",
+                 "Content-Length"):
+        assert header(r2, name) == header(r1, name), name
+    r, _ = await corpus_server.get(url, {"If-None-Match": header(r1, "ETag")})
+    r, _ = await corpus_server.get(url, {"Range": "bytes=0-1"})
+    assert len(routed) == 2
     # Bytes that are not the index's (changed by hand since the sync) are
     # served as they are, never kept.
     other = "bench_pkg_00001-1.0.0-py3-none-any.whl"
@@ -291,7 +312,7 @@ async def test_small_files_and_metadata_are_served_from_memory_once_read(corpus_
         f.write(bytes(reversed(original)))
     for _ in range(2):
         await corpus_server.get(f"/packages/bench-pkg-00001/{other}")
-    assert calls.count("download") == 3
+    assert calls.count("download") == 4  # (one for the sdist above)
 
 
 @pytest_twisted.ensureDeferred

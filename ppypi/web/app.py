@@ -75,6 +75,10 @@ class RepositoryResource(Resource):
             return self._simple.render(request)
         if head == b"" and len(path) <= 1:
             return (self._uploads if request.method == b"POST" else self._home).render(request)
+        if head == b"packages":
+            held = self._app.packages.held(request)
+            if held is not None:
+                return held
         part = self._by_head.get(head)
         if part is None:
             return error_answer(request, NotFound("no such page"))

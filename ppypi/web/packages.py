@@ -24,7 +24,24 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 #: (L{ppypi.web.context.RepositoryContext.small_files}, keyed by sha256):
 #: a trip to the thread pool costs several times the rest of their answer.
 SMALL_FILE = files.CHUNK
-Held = namedtuple("Held", "body")
+Held = namedtuple("Held", "body headers")
+IMMUTABLE_BYTES = IMMUTABLE.encode("ascii")
+# What asks more of a file than its whole bytes as they are (the answers
+# that need Klein's way: ranges, validators).
+_CONDITIONS = (b"range", b"if-range", b"if-none-match", b"if-modified-since")
+
+
+def _file_headers(dist):
+    """The headers of a file's answer, as bytes (kept with it when it is held)."""
+    return ((b"ETag", f'"{dist.sha256}"'.encode("ascii")),
+            (b"Last-Modified", http_date(dist.mtime).encode("ascii")),
+            (b"Accept-Ranges", b"bytes"), (b"Cache-Control", IMMUTABLE_BYTES),
+            (b"Content-Type", files.content_type(dist.filename).encode("ascii")))
+
+
+def _set(request, headers):
+    for name, value in headers:
+        request.setHeader(name, value)
 
 
 class PackagesApp:
@@ -32,6 +49,38 @@ class PackagesApp:
 
     def __init__(self, ctx):
         self.ctx = ctx
+
+    def held(self, request):
+        """
+        A small file or core metadata held in memory, answered without the
+        router (its matching and Deferreds cost more than the rest of the
+        answer): the bytes, or None when the request needs more than that
+        (credentials, a range, a validator, a file not held), for the router.
+        """
+        ctx = self.ctx
+        path = request.postpath                 # [packages, PROJECT, FILENAME]
+        if len(path) != 3 or request.method not in (b"GET", b"HEAD") or not ctx.public:
+            return None
+        asked = request.requestHeaders
+        if any(asked.hasHeader(h) for h in _CONDITIONS):
+            return None
+        try:
+            project, filename = path[1].decode("ascii"), path[2].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        metadata = filename.endswith(".metadata")
+        dist = ctx.index.file(filename[:-len(".metadata")] if metadata else filename)
+        if dist is None or dist.project != project or (metadata and not dist.core_metadata):
+            return None
+        status = ctx.index.status(project)
+        if status is not None and status["status"] == "quarantined":
+            return None
+        held = ctx.small_files.get("metadata:" + dist.metadata_sha256 if metadata
+                                   else dist.sha256)
+        if held is None:
+            return None
+        _set(request, held.headers)
+        return answer(request, held.body)
 
     @app.route("/packages/<string:project>/<string:filename>", methods=["GET", "HEAD"],
                need=READ)
@@ -42,11 +91,8 @@ class PackagesApp:
             return await self._core_metadata(request, project, filename[:-len(".metadata")])
         dist, ctx = await self._find(project, filename)
         etag = f'"{dist.sha256}"'
-        request.setHeader("ETag", etag)
-        request.setHeader("Last-Modified", http_date(dist.mtime))
-        request.setHeader("Accept-Ranges", "bytes")
-        request.setHeader("Cache-Control", IMMUTABLE)
-        request.setHeader("Content-Type", files.content_type(filename))
+        headers = _file_headers(dist)
+        _set(request, headers)
         if etag_matches(request, etag):
             request.setResponseCode(304)
             return b""
@@ -85,7 +131,7 @@ class PackagesApp:
                 hashlib.sha256(found.head).hexdigest() == dist.sha256:
             # Read whole, and checked: from now on served from memory.
             found.file.close()
-            ctx.small_files.put(dist.sha256, Held(found.head))
+            ctx.small_files.put(dist.sha256, Held(found.head, headers))
             return self._answer_held(request, found.head, byte_range, dist.size)
         if byte_range is not None:
             request.setResponseCode(206)
@@ -153,9 +199,9 @@ class PackagesApp:
         if not dist.core_metadata:
             raise NotFound("no such file")
         etag = f'"{dist.metadata_sha256}"'
-        request.setHeader("ETag", etag)
-        request.setHeader("Cache-Control", IMMUTABLE)
-        request.setHeader("Content-Type", "text/plain; charset=utf-8")
+        headers = ((b"ETag", etag.encode("ascii")), (b"Cache-Control", IMMUTABLE_BYTES),
+                   (b"Content-Type", b"text/plain; charset=utf-8"))
+        _set(request, headers)
         if not_modified(request, etag):
             request.setResponseCode(304)
             return b""
@@ -167,5 +213,5 @@ class PackagesApp:
         if data is None:
             raise NotFound("no such file")
         if len(data) <= SMALL_FILE and hashlib.sha256(data).hexdigest() == dist.metadata_sha256:
-            ctx.small_files.put(key, Held(data))
+            ctx.small_files.put(key, Held(data, headers))
         return answer(request, data)
