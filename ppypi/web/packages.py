@@ -128,7 +128,9 @@ class PackagesApp:
             await files.relay(request, found)
             return None
         if start == 0 and len(found.head) == dist.size <= SMALL_FILE and \
+                ctx.repository.mirror is None and \
                 hashlib.sha256(found.head).hexdigest() == dist.sha256:
+            # (Not a mirror's: its cache counts hits and evicts by them.)
             # Read whole, and checked: from now on served from memory.
             found.file.close()
             ctx.small_files.put(dist.sha256, Held(found.head, headers))
