@@ -70,6 +70,7 @@ async def deliver(writer, direction):
 async def serve(listen_port, target_port, delay, rate_bps):
     async def handle(client_reader, client_writer):
         accepted = time.monotonic()
+        print(f"connection {accepted:.3f}", flush=True)  # how many a client opens
         try:
             server_reader, server_writer = await asyncio.open_connection("127.0.0.1",
                                                                          target_port)

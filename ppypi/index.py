@@ -181,7 +181,22 @@ def provenance_url(f):
     return f"../../integrity/{f.project}/{quote(f.version)}/{quote(f.filename)}/provenance"
 
 
-def render_project_html(name, files, yanks, status=None):
+#: For pip, a wheel smaller than this is listed without its PEP 658
+#: metadata: pip then downloads the wheel itself to resolve (one round trip,
+#: as for the metadata) and installs from that download, where with the
+#: metadata it makes two (the metadata, then the wheel). On a link of 40 ms
+#: and 50 Mbit/s, 128 KiB cost ~20 ms of transfer against a round trip's
+#: 40. sdists keep theirs (without it pip would build them to learn it), and
+#: uv, which reads a wheel's metadata by range requests when it is not
+#: offered, always gets it.
+LEAN_BELOW = 128 * 1024
+
+
+def _offers_metadata(f, lean):
+    return f.core_metadata and not (lean and f.kind == "bdist_wheel" and f.size < LEAN_BELOW)
+
+
+def render_project_html(name, files, yanks, status=None, lean=False):
     title = f"Links for {escape(name)}"
     head = _HEAD.format(title=title)
     if status is not None:
@@ -195,7 +210,7 @@ def render_project_html(name, files, yanks, status=None):
         attrs = ""
         if f.requires_python:
             attrs += f' data-requires-python="{escape(f.requires_python, quote=True)}"'
-        if f.core_metadata:
+        if _offers_metadata(f, lean):
             value = f"sha256={f.metadata_sha256}"
             attrs += f' data-dist-info-metadata="{value}" data-core-metadata="{value}"'
         if f.version in yanks:
@@ -208,12 +223,12 @@ def render_project_html(name, files, yanks, status=None):
     return "".join(out).encode("utf-8")
 
 
-def render_project_json(name, files, yanks, status=None):
+def render_project_json(name, files, yanks, status=None, lean=False):
     entries = []
     versions = set()
     for f in sorted(served(files, status), key=_version_key):
         versions.add(f.version)
-        metadata = {"sha256": f.metadata_sha256} if f.core_metadata else False
+        metadata = {"sha256": f.metadata_sha256} if _offers_metadata(f, lean) else False
         yanked = yanks.get(f.version)
         entries.append({
             "filename": f.filename,
@@ -264,7 +279,7 @@ class RepositoryIndex:
         # normalised name -> [DistFile]: a list, not a dict, per project
         # (33,000 small dicts cost ~8 MB at 100,000 files).
         self._projects = {}
-        self._pages = PageCache(page_cache_bytes)  # (normalised name, content type) -> Page
+        self._pages = PageCache(page_cache_bytes)  # (name, content type, lean) -> Page
         self._roots = {}        # content type -> Page
         self._changed_at = {}   # normalised name -> time of its last change
         self._root_changed_at = clock()
@@ -306,16 +321,17 @@ class RepositoryIndex:
             page = self._roots[content_type] = Page(body, content_type, self._root_changed_at)
         return page
 
-    def project_page(self, name, content_type=HTML):
-        """The rendered page of a normalised project name, or None."""
-        key = (name, content_type)
+    def project_page(self, name, content_type=HTML, lean=False):
+        """The rendered page of a normalised project name, or None (C{lean}:
+        for pip, see L{LEAN_BELOW})."""
+        key = (name, content_type, lean)
         page = self._pages.get(key)
         if page is None:
             files = self._projects.get(name)
             if not files:
                 return None
             body = _RENDERERS[content_type][1](name, files, self.yanks.get(name, {}),
-                                               self.statuses.get(name))
+                                               self.statuses.get(name), lean)
             page = Page(body, content_type, self._changed_at[name])
             self._pages.put(key, page)
         return page
@@ -324,7 +340,8 @@ class RepositoryIndex:
 
     def _changed(self, project):
         for content_type in _RENDERERS:
-            self._pages.pop((project, content_type))
+            self._pages.pop((project, content_type, False))
+            self._pages.pop((project, content_type, True))
         self._changed_at[project] = self._clock()
         self.generation += 1
 

@@ -4,6 +4,7 @@ the extra-index redirect and hostile paths.
 """
 
 import hashlib
+import json
 import io
 import os
 import re
@@ -313,6 +314,39 @@ async def test_small_files_and_metadata_are_served_from_memory_once_read(corpus_
     for _ in range(2):
         await corpus_server.get(f"/packages/bench-pkg-00001/{other}")
     assert calls.count("download") == 4  # (one for the sdist above)
+
+
+@pytest_twisted.ensureDeferred
+async def test_pip_gets_small_wheels_without_their_metadata(tmp_path):
+    from ppypi.index import LEAN_BELOW
+    root = tmp_path / "root"
+    make_corpus(root, projects=1, versions=1, sdist=True)
+    big = root / "bench_pkg_00000-2.0.0-py3-none-any.whl"
+    from .helpers import wheel_bytes
+    big.write_bytes(wheel_bytes("bench_pkg_00000", "2.0.0", payload=os.urandom(LEAN_BELOW)))
+    server = InProcess(root)
+    await server.sync()
+    url = "/simple/bench-pkg-00000/"
+    json_type = "application/vnd.pypi.simple.v1+json"
+    pages = {}
+    for agent in ("pip/26.3 {}", "uv/0.13.9", None):
+        headers = {"Accept": json_type}
+        if agent:
+            headers["User-Agent"] = agent
+        r, body = await server.get(url, headers)
+        pages[agent] = {f["filename"]: f["core-metadata"] for f in json.loads(body)["files"]}
+        r, html = await server.get(url, {"User-Agent": agent} if agent else {})
+        pages[agent, "html"] = html.count(b"data-core-metadata=")
+        assert header(r, "Vary") == "Accept, Accept-Encoding, User-Agent"
+    small, sdist, large = ("bench_pkg_00000-1.0.0-py3-none-any.whl",
+                           "bench_pkg_00000-1.0.0.tar.gz", big.name)
+    # pip: a small wheel without (it downloads the wheel instead of the
+    # metadata, one round trip either way); an sdist and a large wheel with.
+    assert pages["pip/26.3 {}"][small] is False
+    assert pages["pip/26.3 {}"][sdist] and pages["pip/26.3 {}"][large]
+    assert pages["pip/26.3 {}", "html"] == 2
+    for agent in ("uv/0.13.9", None):
+        assert all(pages[agent].values()) and pages[agent, "html"] == 3
 
 
 @pytest_twisted.ensureDeferred

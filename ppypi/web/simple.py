@@ -59,6 +59,16 @@ def content_type(request):
         raise HTTPError("Unsupported format", 406) from None
 
 
+_VARY_ROOT = b"Accept, Accept-Encoding"
+_VARY_PROJECT = b"Accept, Accept-Encoding, User-Agent"
+
+
+def for_pip(request):
+    """Is the client pip? (It gets lean pages: L{ppypi.index.LEAN_BELOW}.)"""
+    agent = request.requestHeaders.getRawHeaders(b"user-agent")
+    return bool(agent) and agent[-1].startswith(b"pip/")
+
+
 class _FetchFirst(Exception):
     """
     The page must be fetched from a mirror first: C{ctx} (the mirror's
@@ -120,7 +130,8 @@ class SimpleIndex(Resource):
         repository = want.ctx.repository
         if not await repository.lookup(want.name):
             raise NotFound(f"no project {want.name} here or upstream")
-        page = want.ctx.index.project_page(want.name, content_type(request))
+        page = want.ctx.index.project_page(want.name, content_type(request),
+                                           lean=for_pip(request))
         if page is None:
             raise NotFound(f"{want.name} has no files here (or none old enough)")
         return self._send(request, page, want.ctx, want.name)
@@ -149,7 +160,7 @@ class SimpleIndex(Resource):
                     normalize(name) == name:
                 raise _FetchFirst(ctx, name)
             ctx.repository.mirror.counts["page_hits"] += 1
-        page = ctx.index.project_page(name, wanted)
+        page = ctx.index.project_page(name, wanted, lean=for_pip(request))
         if page is not None:
             return self._send(request, page, ctx, name)
         if not is_valid_name(name):
@@ -176,7 +187,8 @@ class SimpleIndex(Resource):
         if len(body) >= GZIP_MIN_BYTES and accepts_gzip(request):
             body, etag = page.gzipped
             headers.setRawHeaders(b"content-encoding", [b"gzip"])
-        headers.setRawHeaders(b"vary", [b"Accept, Accept-Encoding"])
+        # A project's page is lean for pip (ppypi.index.LEAN_BELOW).
+        headers.setRawHeaders(b"vary", [_VARY_ROOT if name is None else _VARY_PROJECT])
         headers.setRawHeaders(b"content-type", [page.content_type_header])
         headers.setRawHeaders(b"cache-control", [self.ctx.page_cache_control])
         headers.setRawHeaders(b"last-modified", [page.last_modified_header])
@@ -209,7 +221,8 @@ class SimpleIndex(Resource):
             # answered from the mirror, at this repository's URLs.
             if upstream.repository.fresh(name):
                 upstream.repository.mirror.counts["page_hits"] += 1
-                page = upstream.index.project_page(name, content_type(request))
+                page = upstream.index.project_page(name, content_type(request),
+                                                   lean=for_pip(request))
                 if page is None:
                     raise NotFound(f"{name} has no files here or upstream")
                 return self._send(request, page, upstream, name)
