@@ -185,3 +185,45 @@ def test_scan_counts_hashes(tmp_path):
     assert result.hashed == 4 and result.cache_changed
     result, cache2 = scan_folder(str(tmp_path), cache)
     assert result.hashed == 0 and not result.cache_changed and cache2 == cache
+
+
+@pytest_twisted.ensureDeferred
+async def test_names_held_by_an_upload_are_journalled_not_all_written_again(tmp_path):
+    from ppypi.backends.local import LocalHeldNames
+
+    from .helpers import run_now
+
+    class Held(LocalHeldNames):
+        state_dir = str(tmp_path / "state")
+        _run = staticmethod(run_now)
+
+    held = Held()
+    listing = os.path.join(held.state_dir, "held-names.json")
+    journal = os.path.join(held.state_dir, "held-names.journal")
+    many = {f"project-{i:05d}" for i in range(5000)}
+    await held.save_held(many)                       # a sync: the whole list
+    assert not os.path.exists(journal)
+    before = os.stat(listing).st_mtime_ns, os.path.getsize(listing)
+    for i in range(3):                               # uploads of new projects: a line each
+        many = many | {f"new-{i}"}
+        await held.save_held(many)
+    assert (os.stat(listing).st_mtime_ns, os.path.getsize(listing)) == before
+    assert open(journal).read().splitlines() == ['"new-0"', '"new-1"', '"new-2"']
+    # A restart reads both; a line torn by a crash is skipped.
+    with open(journal, "ab") as f:
+        f.write(b'"torn')
+    assert await Held().load_held() == many
+    # A larger change folds the journal into the list.
+    many = many | {f"more-{i}" for i in range(100)}
+    await held.save_held(many)
+    assert not os.path.exists(journal)
+    assert set(json.load(open(listing))) == many == await Held().load_held()
+    # So does a long journal, past JOURNAL_MAX lines.
+    fresh = Held()
+    await fresh.save_held(many)
+    for i in range(Held.JOURNAL_MAX + 1):
+        many = many | {f"one-{i}"}
+        await fresh.save_held(many)
+    assert not os.path.exists(journal)   # the 1,001st name folded it in
+    assert set(json.load(open(listing))) == many
+    assert await Held().load_held() == many

@@ -141,6 +141,15 @@ class LocalHeldNames:
     servers keeps them there.
     """
 
+    # A save that adds this few names to the last one appends them to a
+    # journal (held-names.journal, a JSON string a line, fsynced) instead of
+    # writing every name again: an upload of a new project saves its name at
+    # once, and at 33,000 projects the whole list cost ~10 ms an upload.
+    # The journal is folded into the list by the next larger save, or once
+    # it has JOURNAL_MAX lines.
+    JOURNAL_ADDS = 16
+    JOURNAL_MAX = 1000
+
     @property
     def _held_path(self):
         return os.path.join(self.state_dir, "held-names.json")
@@ -152,24 +161,58 @@ class LocalHeldNames:
             raise BackendError(f"{self._held_path} unreadable ({e})") from None
 
     async def save_held(self, names):
-        await self._run(_save_names, self._held_path, names)
+        await self._run(self._save_held, frozenset(names))
+
+    def _save_held(self, names):
+        if "_held_lock" not in self.__dict__:
+            self._held_lock = threading.Lock()
+        with self._held_lock:
+            written, lines = self.__dict__.get("_held_written", (None, 0))
+            journal = self._held_path[:-len(".json")] + ".journal"
+            added = names - written if written is not None else None
+            if written is not None and names >= written and \
+                    len(added) <= self.JOURNAL_ADDS and lines + len(added) <= self.JOURNAL_MAX:
+                with open(journal, "ab") as f:
+                    f.write(b"".join(json.dumps(n).encode() + b"\n" for n in sorted(added)))
+                    f.flush()
+                    os.fsync(f.fileno())
+                self._held_written = (names, lines + len(added))
+                return
+            os.makedirs(os.path.dirname(self._held_path), exist_ok=True)
+            write_atomically(self._held_path, json.dumps(sorted(names)).encode())
+            try:
+                os.unlink(journal)
+            except FileNotFoundError:
+                pass
+            self._held_written = (names, 0)
 
 
 def _load_names(path):
-    """The names in a JSON list (none without the file); ValueError if damaged."""
+    """
+    The names in a JSON list and its journal (none without them);
+    ValueError if the list is damaged. A journal line that does not parse
+    (a crash while it was written) is skipped.
+    """
     try:
         with open(path, "rb") as f:
             names = json.load(f)
     except FileNotFoundError:
-        return set()
+        names = []
     if not isinstance(names, list):
         raise ValueError("not a list of names")
-    return {n for n in names if isinstance(n, str)}
-
-
-def _save_names(path, names):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_atomically(path, json.dumps(sorted(names)).encode())
+    found = {n for n in names if isinstance(n, str)}
+    try:
+        with open(path[:-len(".json")] + ".journal", "rb") as f:
+            for line in f:
+                try:
+                    name = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(name, str):
+                    found.add(name)
+    except FileNotFoundError:
+        pass
+    return found
 
 
 class LocalTokens:
