@@ -227,3 +227,36 @@ async def test_names_held_by_an_upload_are_journalled_not_all_written_again(tmp_
     assert not os.path.exists(journal)   # the 1,001st name folded it in
     assert set(json.load(open(listing))) == many
     assert await Held().load_held() == many
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restart_serves_the_last_listing_while_it_scans(tmp_path):
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    from .corpus import make_corpus
+    from .helpers import InProcess
+    root = tmp_path / "root"
+    make_corpus(root, projects=2, versions=2)
+    # One file with a provenance beside it: the cache remembers the sidecar.
+    wheel = "bench_pkg_00001-1.0.0-py3-none-any.whl"
+    (root / (wheel + ".provenance")).write_bytes(b'{"version": 1, "attestation_bundles": []}')
+    first = InProcess(root)
+    await first.sync()
+    # A restart whose scan does not end (a big folder): the last listing is
+    # served meanwhile, the names held with it.
+    again = InProcess(root)
+    scanning = Deferred()
+    again.repository.backend.list_files = lambda: scanning
+    syncing = ensureDeferred(again.repository.sync())
+    r, page = await again.get("/simple/bench-pkg-00001/")
+    assert r.code == 200 and wheel.encode() in page and b"data-provenance=" in page
+    r, _ = await again.get("/simple/never-held/")
+    assert r.code == 503  # not to the extra index before the listing says what is held
+    assert again.repository.last_sync is None and not syncing.called
+    # A damaged cache: nothing served early, the scan rebuilds as before.
+    (root / ".ppypi" / "repositories" / "default" / "files.json").write_bytes(b"garbage")
+    third = InProcess(root)
+    third.repository.backend.list_files = lambda: Deferred()
+    ensureDeferred(third.repository.sync())
+    r, _ = await third.get("/simple/bench-pkg-00001/")
+    assert r.code == 503

@@ -48,6 +48,7 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
         self._cache_path = os.path.join(state_dir, "files.json")
         self._yanks_path = os.path.join(state_dir, "yanked.json")
         self._status_path = os.path.join(state_dir, "project-status.json")
+        self._cache_problem = None  # found by cached_listing, said by the first scan
         self.metadata = MetadataStore(os.path.join(state_dir, "metadata"))
         self._cache = None
         self._warned = set()
@@ -102,7 +103,7 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
             return {}, f"unreadable ({e})"
 
     def _scan(self):
-        problem = None
+        problem, self._cache_problem = self._cache_problem, None
         if self._cache is None:
             self._cache, problem = self._load_cache()
         with self._stored_lock:
@@ -116,6 +117,27 @@ class FilesystemBackend(LocalHeldNames, LocalTokens):
             write_atomically(self._cache_path, dump_known(self.folder, seen))
         self._cache = seen
         return result, problem
+
+    def _cached(self):
+        if self._cache is None:
+            self._cache, self._cache_problem = self._load_cache()
+            if self._cache_problem:
+                return None  # (the scan says so, and rebuilds it)
+        files = {}
+        for dist in self._cache.values():
+            files.setdefault(dist.filename, dist)
+        return list(files.values())
+
+    async def cached_listing(self):
+        """
+        What the last scan found, from its persisted cache, before any scan
+        (a restart serves it at once; the scan that follows corrects it):
+        the files, or None without a usable cache.
+        """
+        try:
+            return await self._run(self._cached)
+        except OSError:
+            return None
 
     async def list_files(self):
         """Scan the folder; return a L{ScanResult}."""

@@ -206,6 +206,11 @@ class Backend(Protocol):
     def status(self) -> dict:
         """Backend-specific fields for /health (e.g. C{hashed_since_start})."""
 
+    # Optional: async def cached_listing(self) -> list | None: the files of
+    # the last listing, from the backend's own persisted cache, without
+    # reaching the store; a repository serves them at start while its first
+    # listing runs (a restart at 1,000,000 files). None: nothing usable.
+
     async def list_files(self) -> Listing:
         """
         Every file the repository holds now. Called by each sync; cheap

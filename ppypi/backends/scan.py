@@ -17,7 +17,8 @@ from .local import sha256_file
 
 # files.json: a header line, then a line per file: [relpath, size, mtime_ns,
 # sha256, requires_python, metadata_sha256, core_metadata (servable),
-# upload_time, summary, project, version, kind]
+# upload_time, summary, project, version, kind], and true when the file had
+# a provenance sidecar (PEP 740) at that scan (the next scan looks again)
 CACHE_VERSION = 5
 
 #: A file's provenance (PEP 740) is kept beside it, as FILENAME.provenance.
@@ -151,7 +152,8 @@ def dump_known(folder, known):
     for relpath, d in known.items():
         yield json.dumps(
             [relpath, d.size, d.mtime_ns, d.sha256, d.requires_python, d.metadata_sha256,
-             d.core_metadata, d.upload_time, d.summary, d.project, d.version, d.kind],
+             d.core_metadata, d.upload_time, d.summary, d.project, d.version, d.kind]
+            + ([True] if d.provenance else []),
             separators=(",", ":")).encode() + b"\n"
 
 
@@ -168,12 +170,14 @@ def load_known(lines, folder):
     known = {}
     summaries = {}  # a project's files mostly share one summary
     for line in lines:
+        row = json.loads(line)
         (relpath, size, mtime_ns, sha256, rp, meta, servable, uploaded, summary, project,
-         version, kind) = json.loads(line)
+         version, kind) = row[:12]
+        provenance = len(row) > 12 and row[12] is True  # as the last scan saw its sidecar
         name = relpath.rsplit("/", 1)[-1]
         if summary is not None:
             summary = summaries.setdefault(summary, summary)
         known[relpath] = DistFile(name, project, version, kind, sha256, size, mtime_ns, rp,
                                   name if name == relpath else relpath, meta, servable,
-                                  uploaded, summary)
+                                  uploaded, summary, provenance)
     return known
