@@ -158,7 +158,7 @@ def markdown(res):
             ("peak RSS, restart (MB)", "restart_peak_rss_mb", "{}"),
             ("RSS serving (MB)", "rss_serving_mb", "{}")]
     sizes = res["sizes"]
-    out = [f"# ppypi at 1,000,000 files ({res['date']})", "",
+    out = [f"# ppypi at {sizes[-1]['files']:,} files ({res['date']})", "",
            f"Machine: {res['machine']}; ppypi {res['revision']}. Files are hard links "
            f"of one real wheel per version, PROJECT/FILE; wrk 16 connections, "
            f"{res['duration_s']} s, pages rotating over up to 1,000 projects.", "",
