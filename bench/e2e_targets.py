@@ -23,6 +23,7 @@ PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import e2e_corpus as ec  # noqa: E402
+import servers  # noqa: E402
 from servers import Server, free_port  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -92,8 +93,7 @@ def peer_venv(venvs, name, packages, probe, python=None, reuse=()):
     return venv
 
 
-class Target:
-    name = "?"
+class Target(servers.Target):
     auth = None  # (user, password) for the clients and the probes
 
     def __init__(self, work, corpus):
@@ -110,19 +110,6 @@ class Target:
 
     def start(self, tag):
         raise NotImplementedError
-
-    def stop(self):
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    @property
-    def port(self):
-        return self.server.port
-
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.port}"
 
     simple_prefix = "/simple/"
     # Where the clients connect: the server's port, or a simulated link's in front of it.

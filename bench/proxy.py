@@ -93,6 +93,7 @@ sys.path.insert(0, PROJECT)
 sys.path.insert(0, HERE)
 
 import load  # noqa: E402
+import servers  # noqa: E402
 from servers import Server, free_port, http_get, stop_all  # noqa: E402
 
 from tests.fake_upstream import FakeUpstream  # noqa: E402
@@ -371,27 +372,12 @@ def page_shape(port, path):
 
 # -- the servers ---------------------------------------------------------------------
 
-class Target:
+class Target(servers.Target):
     """A server under test; start() gives it an empty state unless told otherwise."""
-
-    name = "?"
-    server = None
 
     def pids(self):
         return process_tree(self.server.pid)
 
-    def stop(self):
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    @property
-    def port(self):
-        return self.server.port
-
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.port}"
 
 
 class PPyPI(Target):

@@ -73,7 +73,7 @@ sys.path.insert(0, HERE)
 import corpus as corpusmod  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
-from servers import Server, free_port, http_get, stop_all  # noqa: E402
+from servers import Server, first_sync, free_port, http_get, stop_all  # noqa: E402
 
 PROJECT = os.path.dirname(HERE)
 BIN = os.path.dirname(sys.executable)
@@ -401,24 +401,10 @@ def bench_ppypi(run, c):
             return Server("ppypi", cmd, port, os.path.join(run.logs, f"ppypi-{c.size}.log"),
                           cwd=run.out).start()
 
-        def synced(server, timeout):
-            """Seconds from spawning until /health says every repository synced once."""
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    _, body = http_get(server.port, "/health")
-                    if all(r["last_sync"] for r in json.loads(body)["repositories"].values()):
-                        return time.monotonic() - server.started
-                except (OSError, ValueError, KeyError):
-                    pass
-                if time.monotonic() > deadline or not server.alive():
-                    raise RuntimeError(f"ppypi: no first sync within {timeout}s:\n{server.log_tail()}")
-                time.sleep(0.01)  # sleep-ok: polling a child process, with a deadline
-
         first = start()
         result["command"] = shlex.join(first.cmd)
         result["cold_start_first_s"] = first.wait_status(paths["mid_project"], timeout=start_timeout(c))
-        result["first_sync_first_s"] = synced(first, start_timeout(c))
+        result["first_sync_first_s"] = first_sync(first, start_timeout(c))
         first.hwm_kib()
         result["peak_rss_first_start_mb"] = kib_to_mb(first.peak_kib)
         first.stop()
@@ -428,7 +414,7 @@ def bench_ppypi(run, c):
 
         server = start()
         result["cold_start_s"] = server.wait_status(paths["mid_project"], timeout=start_timeout(c))
-        result["first_sync_s"] = synced(server, start_timeout(c))
+        result["first_sync_s"] = first_sync(server, start_timeout(c))
         log(f"  ppypi second start (persisted index): {result['cold_start_s']:.2f}s to the first 200, "
             f"{result['first_sync_s']:.2f}s to the end of the first sync")
         check_paths(server, paths)

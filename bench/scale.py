@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import load  # noqa: E402
-from servers import Server, free_port, http_get, stop_all  # noqa: E402
+from servers import Server, first_sync, free_port, stop_all  # noqa: E402
 from tests.corpus import wheel_bytes  # noqa: E402
 
 
@@ -98,27 +98,12 @@ def start(root, out, tag):
     return Server("ppypi", cmd, port, os.path.join(out, f"ppypi-{tag}.log"), cwd=out).start()
 
 
-def synced(server, timeout):
-    """Seconds from spawning until /health says the repository synced once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _, body = http_get(server.port, "/health", timeout=30)
-            if all(r["last_sync"] for r in json.loads(body)["repositories"].values()):
-                return time.monotonic() - server.started
-        except (OSError, ValueError, KeyError):
-            pass
-        if time.monotonic() > deadline or not server.alive():
-            raise RuntimeError(f"no first sync within {timeout}s:\n{server.log_tail()}")
-        time.sleep(0.05)  # sleep-ok: polling a child process, with a deadline
-
-
 def measure(root, files, projects, args, tag):
     page = f"/simple/scale-{projects // 2:06d}/"
     result = {"files": files, "projects": projects}
     first = start(root, args.work, f"{tag}-first")
     try:
-        result["first_index_s"] = round(synced(first, args.timeout), 2)
+        result["first_index_s"] = round(first_sync(first, args.timeout), 2)
         first.hwm_kib()
         result["first_index_peak_rss_mb"] = round(first.peak_kib * 1024 / 1e6, 1)
         result["rss_after_first_index_mb"] = round(first.rss_kib() * 1024 / 1e6, 1)
@@ -129,7 +114,7 @@ def measure(root, files, projects, args, tag):
     again = start(root, args.work, f"{tag}-restart")
     try:
         result["restart_first_page_s"] = round(again.wait_status(page, timeout=args.timeout), 2)
-        result["restart_synced_s"] = round(synced(again, args.timeout), 2)
+        result["restart_synced_s"] = round(first_sync(again, args.timeout), 2)
         again.hwm_kib()
         result["restart_peak_rss_mb"] = round(again.peak_kib * 1024 / 1e6, 1)
         log(f"{tag}: restart {result['restart_first_page_s']}s to the first page, "

@@ -7,6 +7,7 @@ C{finally}) never leaves one behind, whatever went wrong.
 """
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -164,3 +165,38 @@ def stop_all():
                 pass
             if server in RUNNING:
                 RUNNING.remove(server)
+
+
+def first_sync(server, timeout):
+    """Seconds from spawning ppypi until /health says every repository synced once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, body = http_get(server.port, "/health", timeout=30)
+            if all(r["last_sync"] for r in json.loads(body)["repositories"].values()):
+                return time.monotonic() - server.started
+        except (OSError, ValueError, KeyError):
+            pass
+        if time.monotonic() > deadline or not server.alive():
+            raise RuntimeError(f"ppypi: no first sync within {timeout}s:\n{server.log_tail()}")
+        time.sleep(0.01)  # sleep-ok: polling a child process, with a deadline
+
+
+class Target:
+    """A server under test: its L{Server} once started, where it listens, stop()."""
+
+    name = "?"
+    server = None
+
+    def stop(self):
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    @property
+    def port(self):
+        return self.server.port
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
