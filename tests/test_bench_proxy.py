@@ -34,7 +34,7 @@ def test_quick_proxy_benchmark(tmp_path):
         assert entry["median_s"] > 0, (name, entry)
     # pip asked the upstream for 20 pages, their metadata and the wheels;
     # through ppypi it asked for the pages and the wheels only (pip's pages
-    # leave out the metadata of small wheels: ppypi.index.LEAN_BELOW), and
+    # leave out the metadata of small wheels: ppypi.simple_pages.LEAN_BELOW), and
     # ppypi asked the upstream for exactly those, once each.
     want = {"pages": 20, "redirects": 0, "metadata": 20, "files": 20, "head": 0, "all": 60}
     assert cold["upstream"]["upstream_requests"] == [want]

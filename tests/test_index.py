@@ -2,7 +2,8 @@
 and never serving a page older than the files it lists."""
 
 from ppypi.domain import DistFile
-from ppypi.index import HTML, JSON, Page, PageCache, RepositoryIndex
+from ppypi.index import Page, PageCache, RepositoryIndex
+from ppypi.simple_pages import HTML, JSON
 
 
 def page(size):

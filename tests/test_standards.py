@@ -248,11 +248,11 @@ async def test_last_modified_and_if_modified_since(server):
 
 @pytest_twisted.ensureDeferred
 async def test_page_is_rendered_once_per_change(server, monkeypatch):
-    import ppypi.index as index
+    import ppypi.simple_pages as index
     await server.sync()
     calls = []
-    real = index._RENDERERS[index.HTML]
-    monkeypatch.setitem(index._RENDERERS, index.HTML,
+    real = index.RENDERERS[index.HTML]
+    monkeypatch.setitem(index.RENDERERS, index.HTML,
                         (real[0], lambda *a: calls.append(a) or real[1](*a)))
     for _ in range(5):
         r, first = await server.get("/simple/bench-pkg-00000/")

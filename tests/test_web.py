@@ -318,7 +318,7 @@ async def test_small_files_and_metadata_are_served_from_memory_once_read(corpus_
 
 @pytest_twisted.ensureDeferred
 async def test_pip_gets_small_wheels_without_their_metadata(tmp_path):
-    from ppypi.index import LEAN_BELOW
+    from ppypi.simple_pages import LEAN_BELOW
     root = tmp_path / "root"
     make_corpus(root, projects=1, versions=1, sdist=True)
     big = root / "bench_pkg_00000-2.0.0-py3-none-any.whl"

@@ -11,7 +11,8 @@ from twisted.logger import Logger
 from ..attestations import AttestationVerifier
 from ..auth import READ, WRITE, needs_credentials, parse_basic, permitted
 from ..backends import BackendError
-from ..index import PageCache, latest_version
+from ..index import PageCache
+from ..simple_pages import latest_version
 from ..names import is_valid_name, normalize
 from . import pypi_json
 from .errors import Forbidden, HTTPError, NotFound, Unauthorized, Unavailable

@@ -17,7 +17,7 @@ from twisted.web.template import Tag, flattenString, tags
 
 from ..auth import TOKEN_USER
 from ..config import ANYONE, AUTHENTICATED
-from ..index import latest_version, sort_versions
+from ..simple_pages import latest_version, sort_versions
 from ..metadata import parse_metadata
 from .style import CONTENT_SECURITY_POLICY, COPY_SCRIPT, STYLE  # noqa: F401 (used from here)
 

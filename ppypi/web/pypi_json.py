@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from packaging.utils import parse_wheel_filename
 
-from ..index import iso8601, sort_versions
+from ..simple_pages import iso8601, sort_versions
 from ..metadata import parse_metadata
 
 

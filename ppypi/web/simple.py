@@ -64,7 +64,7 @@ _VARY_PROJECT = b"Accept, Accept-Encoding, User-Agent"
 
 
 def for_pip(request):
-    """Is the client pip? (It gets lean pages: L{ppypi.index.LEAN_BELOW}.)"""
+    """Is the client pip? (It gets lean pages: L{ppypi.simple_pages.LEAN_BELOW}.)"""
     agent = request.requestHeaders.getRawHeaders(b"user-agent")
     return bool(agent) and agent[-1].startswith(b"pip/")
 
@@ -187,7 +187,7 @@ class SimpleIndex(Resource):
         if len(body) >= GZIP_MIN_BYTES and accepts_gzip(request):
             body, etag = page.gzipped
             headers.setRawHeaders(b"content-encoding", [b"gzip"])
-        # A project's page is lean for pip (ppypi.index.LEAN_BELOW).
+        # A project's page is lean for pip (ppypi.simple_pages.LEAN_BELOW).
         headers.setRawHeaders(b"vary", [_VARY_ROOT if name is None else _VARY_PROJECT])
         headers.setRawHeaders(b"content-type", [page.content_type_header])
         headers.setRawHeaders(b"cache-control", [self.ctx.page_cache_control])
