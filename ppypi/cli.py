@@ -132,6 +132,14 @@ def _refusal(command, code, user):
     return ""
 
 
+def _server_options(parser):
+    """A running server's repository, a project of it, and who asks (yank, status)."""
+    parser.add_argument("url", help="the repository's URL: http://HOST:8888/ or "
+                                    "http://HOST:8888/R/")
+    parser.add_argument("name")
+    parser.add_argument("-u", "--user", help="a user with write permission")
+
+
 def _store_options(parser):
     """The daemon's own configuration, for the commands that work on a store."""
     parser.add_argument("--root", required=True)
@@ -159,23 +167,19 @@ def main(argv=None):
         "yank", help="yank (or unyank) a release on a running ppypi",
         description="PEP 592: pip and uv skip a yanked release unless it is pinned "
                     "with ==. The password comes from PPYPI_PASSWORD, the terminal or stdin.")
-    y.add_argument("url", help="the repository's URL: http://HOST:8888/ or http://HOST:8888/R/")
-    y.add_argument("name")
+    _server_options(y)
     y.add_argument("version")
     y.add_argument("--reason", default="", help="shown by installers that skip it")
     y.add_argument("--undo", action="store_true", help="unyank")
-    y.add_argument("-u", "--user", help="a user with write permission")
     y.set_defaults(func=yank)
     st = commands.add_parser(
         "status", help="set a project's status (archived, deprecated, quarantined, active)",
         description="PEP 792: archived and quarantined projects take no uploads; a "
                     "quarantined one's files are not offered; uv reports the status. "
                     "The password comes from PPYPI_PASSWORD, the terminal or stdin.")
-    st.add_argument("url", help="the repository's URL: http://HOST:8888/ or http://HOST:8888/R/")
-    st.add_argument("name")
+    _server_options(st)
     st.add_argument("status", choices=STATUSES)
     st.add_argument("--reason", default="", help="shown to installers and people")
-    st.add_argument("-u", "--user", help="a user with write permission")
     st.set_defaults(func=status)
     g = commands.add_parser(
         "github", help="set up a GitHub repository, or rebuild its index from its releases",
